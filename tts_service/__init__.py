@@ -1,0 +1,34 @@
+"""A self-hosted speech service on Kyutai's open TTS models."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+
+from .config import Settings
+from .errors import register_error_handlers
+from .routing import Router
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, start: bool = True, **overrides: Any) -> Flask:
+    """Build the Flask app; with `start`, the workers start (and load models when preloading)."""
+    settings = settings or Settings.from_env(**overrides)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = max(64 * 1024, settings.max_chars * 8)
+    app.json.sort_keys = False
+    app.extensions["tts_settings"] = settings
+    router = Router(settings)
+    app.extensions["tts_router"] = router
+    register_error_handlers(app)
+
+    from .routes import health, tts
+    app.register_blueprint(health.bp)
+    app.register_blueprint(tts.bp)
+
+    if start:
+        router.start()
+    return app

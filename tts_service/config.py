@@ -1,0 +1,197 @@
+"""Every setting of the service: its environment variable, default and validation."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Mapping
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message names the variable."""
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        value = value.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+    return parse
+
+
+def _device(value: str) -> str:
+    value = value.strip().lower()
+    if value in {"auto", "cpu", "cuda"} or (value.startswith("cuda:") and value[5:].isdigit()):
+        return value
+    raise ValueError("expected auto, cpu, cuda or cuda:N")
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(value: str) -> Any:
+        number = kind(value)
+        if number <= 0:
+            raise ValueError("must be positive")
+        return number
+    return parse
+
+
+def _non_negative(kind: type) -> Callable[[str], Any]:
+    def parse(value: str) -> Any:
+        number = kind(value)
+        if number < 0:
+            raise ValueError("must not be negative")
+        return number
+    return parse
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 < number < 65536:
+        raise ValueError("must be between 1 and 65535")
+    return number
+
+
+def _temperature(value: str) -> float:
+    number = float(value)
+    if not 0 <= number <= 2:
+        raise ValueError("must be between 0 and 2")
+    return number
+
+
+def _language_list(value: str) -> tuple[str, ...]:
+    items = tuple(part.strip().lower() for part in value.split(",") if part.strip())
+    for item in items:
+        if not item.isalpha() or len(item) > 3:
+            raise ValueError(f"{item!r} is not a language code like 'es'")
+    return items
+
+
+def _routes(value: str) -> dict[str, str]:
+    routes: dict[str, str] = {}
+    for part in value.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            raise ValueError(f"{part!r} should look like 'es=pocket'")
+        language, engine = (s.strip().lower() for s in part.split("=", 1))
+        if engine not in {"dsm", "pocket"}:
+            raise ValueError(f"engine {engine!r} for {language!r} must be dsm or pocket")
+        routes[language] = engine
+    return routes
+
+
+def _setting(env: str, default: Any, parse: Callable[[str], Any] = str, doc: str = "") -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's configuration, read once at start."""
+
+    host: str = _setting("HOST", "0.0.0.0", doc="Address to listen on.")
+    port: int = _setting("PORT", 5001, _port, "Port to listen on.")
+    device: str = _setting("TTS_DEVICE", "auto", _device,
+                           "auto (CUDA when present), cpu, cuda or cuda:N.")
+    dsm_model: str = _setting("TTS_DSM_MODEL", "kyutai/tts-1.6b-en_fr",
+                              doc="Kyutai DSM TTS checkpoint: Hugging Face repo id or local directory.")
+    dsm_voice: str = _setting("TTS_DSM_VOICE", "expresso/ex03-ex01_happy_001_channel1_334s.wav",
+                              doc="Default DSM voice: a name in the voice repo or a local .safetensors embedding.")
+    dsm_voice_repo: str = _setting("TTS_DSM_VOICE_REPO", "kyutai/tts-voices",
+                                   doc="Hugging Face repo the DSM voice names are looked up in.")
+    dsm_languages: tuple[str, ...] = _setting("TTS_DSM_LANGUAGES", ("en", "fr"), _language_list,
+                                              "Languages the DSM checkpoint speaks.")
+    dsm_n_q: int = _setting("TTS_DSM_N_Q", 32, _positive(int),
+                            "Audio codebooks generated: fewer is faster, 32 is best quality.")
+    dsm_temperature: float = _setting("TTS_DSM_TEMPERATURE", 0.6, _temperature,
+                                      "Sampling temperature of the DSM model.")
+    dsm_cfg_coef: float = _setting("TTS_DSM_CFG_COEF", 2.0, _positive(float),
+                                   "Classifier-free guidance; CFG-distilled models take 1.0 to 4.0 by 0.5.")
+    dsm_padding_between: int = _setting("TTS_DSM_PADDING_BETWEEN", 1, _non_negative(int),
+                                        "Minimum pause between words, in frames.")
+    dsm_dtype: str = _setting("TTS_DSM_DTYPE", "auto", _choice("auto", "bfloat16", "float16", "float32"),
+                              "Weights dtype: auto is bfloat16 on CUDA and float32 on CPU.")
+    torch_compile: str = _setting("TTS_TORCH_COMPILE", "auto", _choice("auto", "on", "off"),
+                                  "torch.compile moshi's hot paths: auto is on with CUDA only.")
+    max_batch_size: int = _setting("TTS_MAX_BATCH_SIZE", 8, _positive(int),
+                                   "DSM requests generated together in one batch.")
+    batch_wait_ms: float = _setting("TTS_BATCH_WAIT_MS", 20.0, _non_negative(float),
+                                    "How long an idle worker waits for more requests to batch.")
+    max_queue: int = _setting("TTS_MAX_QUEUE", 32, _positive(int),
+                              "Requests waiting per engine before new ones get 503.")
+    request_timeout: float = _setting("TTS_REQUEST_TIMEOUT", 120.0, _positive(float),
+                                      "Seconds a request may wait and run before it fails.")
+    max_chars: int = _setting("TTS_MAX_CHARS", 3000, _positive(int),
+                              "Longest text accepted; longer is a 413, never cut.")
+    max_audio_seconds: float = _setting("TTS_MAX_AUDIO_SECONDS", 120.0, _positive(float),
+                                        "Longest audio one request may generate.")
+    preload: bool = _setting("TTS_PRELOAD", True, _bool,
+                             "Load the models at start instead of on first use.")
+    log_level: str = _setting("TTS_LOG_LEVEL", "INFO", _choice("debug", "info", "warning", "error"),
+                              "Logging level.")
+    default_language: str = _setting("TTS_DEFAULT_LANGUAGE", "es", doc="Language of requests that name none.")
+    pocket_languages: tuple[str, ...] = _setting(
+        "TTS_POCKET_LANGUAGES", ("es", "de", "it", "pt", "en", "fr"), _language_list,
+        "Languages Pocket TTS may serve.")
+    routes: dict[str, str] = _setting("TTS_ROUTES", None, _routes,
+                                      "Language to engine, e.g. 'en=dsm,es=pocket'; default by device.")
+    pocket_config: str = _setting("TTS_POCKET_CONFIG", "",
+                                  doc="Pocket TTS YAML config (local path or hf://) for every language; "
+                                      "empty uses the package's per-language configs.")
+    voice_dir: str = _setting("TTS_VOICE_DIR", "",
+                                     doc="Directory of custom voices: WAV for Pocket TTS, .safetensors for DSM.")
+    pocket_default_voice: str = _setting("TTS_POCKET_VOICE", "",
+                                         doc="Default Pocket TTS voice for every language; empty uses each language's own.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Read settings from the environment; a bad value raises ConfigError naming the variable."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            env = spec.metadata["env"]
+            if spec.name in overrides:
+                continue
+            raw = environ.get(env)
+            if raw is None or (raw == "" and spec.metadata["parse"] not in (_language_list, _routes)):
+                continue
+            try:
+                values[spec.name] = spec.metadata["parse"](raw)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{env}={raw!r} is invalid: {exc}") from None
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.dsm_n_q > 32:
+            raise ConfigError(f"TTS_DSM_N_Q={self.dsm_n_q} is invalid: Kyutai DSM models have at most 32 codebooks")
+
+    def resolved_device(self) -> str:
+        """The torch device to use: CUDA when present unless configured otherwise."""
+        if self.device != "auto":
+            return self.device
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @staticmethod
+    def documentation() -> list[tuple[str, str, str]]:
+        """(variable, default, meaning) for every setting, for the README table."""
+        rows = []
+        for spec in fields(Settings):
+            default = spec.default
+            if isinstance(default, tuple):
+                default = ",".join(default)
+            rows.append((spec.metadata["env"], "" if default is None else str(default), spec.metadata["doc"]))
+        return rows

@@ -1,0 +1,1 @@
+"""Speech engines: Kyutai DSM through moshi, Pocket TTS through pocket-tts."""

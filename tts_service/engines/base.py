@@ -1,0 +1,154 @@
+"""The engine interface the scheduler drives, and the request it generates for."""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..scheduler import Job
+
+logger = logging.getLogger(__name__)
+
+
+class EngineError(Exception):
+    """The engine cannot serve: not loaded, failed to load, or broke."""
+
+
+class UnknownVoiceError(ValueError):
+    """The request names a voice this engine does not have."""
+
+    def __init__(self, voice: str, valid: list[str]):
+        super().__init__(f"Unknown voice {voice!r}. Valid voices: {', '.join(valid) or 'none'}.")
+        self.voice = voice
+        self.valid = valid
+
+
+@dataclass
+class SynthesisRequest:
+    """What to say and how; validated before it reaches an engine."""
+
+    text: str
+    language: str
+    voice: str | None = None
+    max_audio_seconds: float = 120.0
+    temperature: float | None = None
+    seed: int | None = None
+    # Set by the engine's `prepare`: whatever it needs to start quickly in the worker.
+    prepared: object = None
+
+
+@dataclass
+class WordTiming:
+    word: str
+    start: float
+    end: float | None = None
+
+
+@dataclass
+class EngineInfo:
+    provider: str
+    model: str
+    device: str
+    sample_rate: int
+    languages: tuple[str, ...]
+
+
+class Engine(abc.ABC):
+    """A TTS model owned by one worker thread: it holds up to `max_slots` requests at once.
+
+    The worker calls `admit` to start a job in a free slot, `step` to advance every active job
+    by one unit of audio (each job receives its audio through `job.push_audio`), and `release`
+    to drop a job (finished or abandoned). Only `prepare`, `voices` and the properties may be
+    called from other threads.
+    """
+
+    provider: str = ""
+    frame_rate: float = 12.5
+
+    def __init__(self) -> None:
+        self.state = "idle"  # idle -> loading -> ready | error
+        self.error: str | None = None
+        self._load_lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load the model once; on failure keep the reason for /health and raise EngineError."""
+        with self._load_lock:
+            if self.state == "ready":
+                return
+            self.state, self.error = "loading", None
+            try:
+                self._load()
+            except Exception as exc:
+                self.state, self.error = "error", str(exc) or type(exc).__name__
+                logger.exception("failed to load %s", self.model_id)
+                raise EngineError(self.error) from exc
+            self.state = "ready"
+
+    @property
+    def is_loaded(self) -> bool:
+        return self.state == "ready"
+
+    @abc.abstractmethod
+    def _load(self) -> None: ...
+
+    # -- description -----------------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def model_id(self) -> str: ...
+
+    @property
+    @abc.abstractmethod
+    def device(self) -> str: ...
+
+    @property
+    @abc.abstractmethod
+    def sample_rate(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def languages(self) -> tuple[str, ...]: ...
+
+    @property
+    def max_slots(self) -> int:
+        return 1
+
+    def info(self) -> EngineInfo:
+        return EngineInfo(self.provider, self.model_id, self.device, self.sample_rate, self.languages)
+
+    @abc.abstractmethod
+    def voices(self, language: str) -> tuple[list[str], str | None]:
+        """The voice names that can be asked for in `language`, and the default one."""
+
+    # -- work ------------------------------------------------------------------------------
+    def prepare(self, request: SynthesisRequest) -> None:
+        """Check and pre-process a request outside the worker; raise UnknownVoiceError etc."""
+
+    @abc.abstractmethod
+    def admit(self, job: "Job") -> None:
+        """Start `job` in a free slot."""
+
+    @abc.abstractmethod
+    def step(self) -> bool:
+        """Advance every active job; finished jobs are completed and their slots freed.
+
+        Returns False when no job could advance (all are waiting for more text)."""
+
+    @abc.abstractmethod
+    def release(self, job: "Job") -> None:
+        """Drop `job` from its slot, whatever its progress."""
+
+    @abc.abstractmethod
+    def active_jobs(self) -> list["Job"]: ...
+
+    def free_slots(self) -> int:
+        return self.max_slots - len(self.active_jobs())
+
+    def reset(self) -> None:
+        """Forget every active job after a failure, so the next step starts clean."""
+        for job in list(self.active_jobs()):
+            self.release(job)

@@ -1,0 +1,75 @@
+"""One JSON error shape for every failure, with the request id and never a traceback."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error answered as `{"error": message, ...extra}` with an HTTP status."""
+
+    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None, **extra):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def bad_request(message: str, **extra) -> ApiError:
+    return ApiError(400, message, **extra)
+
+
+def unavailable(message: str, retry_after: int | None = None, **extra) -> ApiError:
+    """The client should speak with its fallback voice, and may retry later."""
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return ApiError(503, message, headers=headers, fallback=True, **extra)
+
+
+def request_id() -> str:
+    if "request_id" not in g:
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if incoming.isascii() and 0 < len(incoming) <= 64 and incoming.isprintable() \
+            else uuid.uuid4().hex
+    return g.request_id
+
+
+def error_response(error: ApiError) -> Response:
+    body = {"error": error.message, **error.extra, "request_id": request_id()}
+    response = jsonify(body)
+    response.status_code = error.status
+    for name, value in error.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError):
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        api_error = ApiError(error.code or 500, error.description or error.name)
+        response = error_response(api_error)
+        allowed = getattr(error, "valid_methods", None)
+        if error.code == 405 and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        logger.exception("unexpected failure in %s %s (request %s)", request.method, request.path, request_id())
+        return error_response(ApiError(500, "Internal error while synthesizing; see the server log.",
+                                       fallback=True))
+
+    @app.after_request
+    def _tag(response: Response) -> Response:
+        response.headers.setdefault("X-Request-Id", request_id())
+        return response

@@ -1,0 +1,82 @@
+"""Finding model files: a local directory or a Hugging Face repo, with errors that say what to do."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Callable, TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+HELP = (
+    "To fix it: check that this machine can reach huggingface.co; set HF_TOKEN if the repo is gated "
+    "(accept its terms on the Hugging Face page first); or download ahead of time with "
+    "`python scripts/download_models.py` on a machine with network access and copy the cache "
+    "(~/.cache/huggingface) here, then set HF_HUB_OFFLINE=1; or point the setting at a local "
+    "directory that holds the files."
+)
+
+
+class ModelDownloadError(RuntimeError):
+    """A model file could not be fetched; the message names the repo and the way out."""
+
+
+def looks_like_path(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~")) or os.sep in value and Path(value).expanduser().exists()
+
+
+def download(repo: str, what: str, fetch: Callable[[], T], setting: str) -> T:
+    """Run a Hugging Face download, turning its many failures into one clear message."""
+    try:
+        return fetch()
+    except Exception as exc:  # huggingface_hub raises many types; all mean the same to the user
+        from huggingface_hub import errors
+
+        if isinstance(exc, errors.GatedRepoError):
+            reason = "the repo is gated and this machine has no access (set HF_TOKEN)"
+        elif isinstance(exc, errors.RepositoryNotFoundError):
+            reason = "the repo does not exist (check the name) or is private (set HF_TOKEN)"
+        elif isinstance(exc, errors.EntryNotFoundError):
+            reason = "the repo has no such file"
+        elif isinstance(exc, errors.LocalEntryNotFoundError):
+            offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+            reason = ("HF_HUB_OFFLINE is set and the file is not in the local cache" if offline
+                      else "the network is unreachable and the file is not in the local cache")
+        elif isinstance(exc, (errors.HfHubHTTPError, OSError)):
+            reason = f"download failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        else:
+            raise
+        raise ModelDownloadError(
+            f"Could not get {what} from Hugging Face repo '{repo}' ({setting}): {reason}. {HELP}"
+        ) from exc
+
+
+def dsm_checkpoint_info(model: str, setting: str = "TTS_DSM_MODEL"):
+    """moshi CheckpointInfo for a repo id, or for a local directory with explicit file paths."""
+    from moshi.models import loaders
+
+    path = Path(model).expanduser()
+    if path.is_dir():
+        config_path = path / "config.json"
+        if not config_path.is_file():
+            raise ModelDownloadError(f"{setting}={model!r} is a directory without config.json.")
+        config = json.loads(config_path.read_text())
+        files = {
+            "moshi_weights": path / config.get("moshi_name", loaders.MOSHI_NAME),
+            "mimi_weights": path / config.get("mimi_name", loaders.MIMI_NAME),
+            "tokenizer": path / config.get("tokenizer_name", loaders.TEXT_TOKENIZER_NAME),
+        }
+        if config.get("mimi_config_name"):
+            files["mimi_config_path"] = path / config["mimi_config_name"]
+        missing = [str(p) for p in files.values() if not p.is_file()]
+        if missing:
+            raise ModelDownloadError(f"{setting}={model!r} is missing {', '.join(missing)}.")
+        return loaders.CheckpointInfo.from_hf_repo(str(path), config_path=config_path, **files)
+    if looks_like_path(model):
+        raise ModelDownloadError(f"{setting}={model!r} is not a directory.")
+    logger.info("fetching %s from Hugging Face (progress below on first start)", model)
+    return download(model, "the DSM checkpoint", lambda: loaders.CheckpointInfo.from_hf_repo(model), setting)

@@ -1,0 +1,1 @@
+"""HTTP surfaces, one blueprint each; none of them imports torch."""

@@ -1,0 +1,47 @@
+"""GET /health: is the service ready to speak, and with what."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/health")
+def health():
+    router = current_app.extensions["tts_router"]
+    settings = current_app.extensions["tts_settings"]
+    status = router.status()
+    engines = []
+    for key, scheduler in router.schedulers.items():
+        engine = scheduler.engine
+        entry = {
+            "name": key,
+            "provider": engine.provider,
+            "model": engine.model_id,
+            "device": engine.device,
+            "status": {"ready": "ok", "idle": "idle"}.get(engine.state, engine.state),
+            "languages": sorted(lang for lang, route in router.routes.items() if route.key == key),
+            "queue_depth": scheduler.queue_depth,
+            "active": scheduler.active,
+        }
+        if engine.error:
+            entry["error"] = engine.error
+        engines.append(entry)
+    primary = router.routes.get(settings.default_language) or next(iter(router.routes.values()), None)
+    body = {
+        "status": status,
+        "model": primary.engine.model_id if primary else None,
+        "provider": primary.engine.provider if primary else None,
+        "device": primary.engine.device if primary else settings.resolved_device(),
+        "languages": {lang: route.engine.provider for lang, route in sorted(router.routes.items())},
+        "engines": engines,
+    }
+    errors = [f"{e['name']}: {e['error']}" for e in engines if e.get("error")]
+    if errors:
+        body["error"] = "; ".join(errors)
+    response = jsonify(body)
+    response.status_code = 200 if status == "ok" else 503
+    if status == "loading":
+        response.headers["Retry-After"] = "10"
+    return response

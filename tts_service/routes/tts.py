@@ -1,0 +1,141 @@
+"""POST /tts: validate, hand the request to the language's worker, answer with base64 audio."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from dataclasses import dataclass
+
+from flask import Blueprint, current_app, jsonify, request
+
+from .. import audio
+from ..engines.base import SynthesisRequest, UnknownVoiceError
+from ..errors import ApiError, bad_request, request_id, unavailable
+from ..routing import Route, UnsupportedLanguageError, normalize_language
+from ..scheduler import EngineUnavailableError, Job, JobCancelled, QueueFullError
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("tts", __name__)
+
+TTS_FORMATS = ("wav", "flac", "mp3", "opus", "pcm")
+
+
+@dataclass
+class ParsedRequest:
+    synthesis: SynthesisRequest
+    route: Route
+    format: str
+    words: bool
+
+
+def json_body() -> dict:
+    """The request body as a JSON object, or a clear 400/415."""
+    mimetype = request.mimetype or ""
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise ApiError(415, "Send a JSON body with 'Content-Type: application/json'.")
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        raise bad_request("The request body is empty; send a JSON object such as {\"text\": \"Hola\"}.")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object such as {\"text\": \"Hola\"}.")
+    return body
+
+
+def parse_tts_body(body: dict) -> ParsedRequest:
+    """Check every field before any work starts, so a bad request is a 4xx and not a broken stream."""
+    settings = current_app.extensions["tts_settings"]
+    router = current_app.extensions["tts_router"]
+    text = body.get("text")
+    if text is None:
+        raise bad_request("'text' is required.")
+    if not isinstance(text, str):
+        raise bad_request("'text' must be a string.")
+    if not text.strip():
+        raise bad_request("'text' is empty.")
+    if len(text) > settings.max_chars:
+        raise ApiError(413, f"'text' has {len(text)} characters; the limit is {settings.max_chars}. "
+                            "Split it into several requests.", limit=settings.max_chars)
+    language = body.get("language", settings.default_language)
+    if not isinstance(language, str) or not language.strip():
+        raise bad_request("'language' must be a language code such as 'es' or 'en'.")
+    language = normalize_language(language)
+    try:
+        route = router.route(language)
+    except UnsupportedLanguageError as exc:
+        raise bad_request(str(exc), supported_languages=exc.supported) from None
+    voice = body.get("voice")
+    if voice is not None and (not isinstance(voice, str) or not voice.strip()):
+        raise bad_request("'voice' must be a non-empty string; GET /voices lists them.")
+    fmt = body.get("format", "wav")
+    if fmt not in TTS_FORMATS:
+        raise bad_request(f"'format' must be one of {', '.join(TTS_FORMATS)}.")
+    words = body.get("words", body.get("timestamps", False))
+    if not isinstance(words, bool):
+        raise bad_request("'words' must be true or false.")
+    synthesis = SynthesisRequest(text=text.strip(), language=language, voice=voice,
+                                 max_audio_seconds=settings.max_audio_seconds)
+    return ParsedRequest(synthesis, route, fmt, words)
+
+
+def submit(parsed: ParsedRequest) -> Job:
+    """Queue the request on its language's worker, turning refusals into JSON errors."""
+    try:
+        return parsed.route.scheduler.submit(parsed.synthesis)
+    except UnknownVoiceError as exc:
+        raise bad_request(str(exc), valid_voices=exc.valid) from None
+    except QueueFullError as exc:
+        raise unavailable(f"The server is busy ({exc}); try again shortly.", retry_after=2) from None
+    except EngineUnavailableError as exc:
+        raise unavailable(f"Speech model unavailable: {exc}.", retry_after=10 if exc.loading else None) from None
+
+
+def job_error(error: BaseException) -> ApiError:
+    """Map a failure reported by the worker to the HTTP answer."""
+    if isinstance(error, UnknownVoiceError):
+        return bad_request(str(error), valid_voices=error.valid)
+    if isinstance(error, EngineUnavailableError):
+        return unavailable(f"Speech model unavailable: {error}.")
+    if isinstance(error, TimeoutError):
+        return unavailable(f"Synthesis timed out: {error}.", retry_after=5)
+    if isinstance(error, JobCancelled):
+        return ApiError(499, "Request cancelled.")
+    logger.error("synthesis failed (request %s): %s", request_id(), error, exc_info=error)
+    return ApiError(500, "Internal error while synthesizing; see the server log.", fallback=True)
+
+
+@bp.post("/tts")
+def tts():
+    parsed = parse_tts_body(json_body())
+    job = submit(parsed)
+    try:
+        result = job.result()
+    except Exception as exc:
+        raise job_error(exc) from None
+    finally:
+        job.cancel()  # no-op when finished; frees the slot if this thread is leaving early
+    engine = parsed.route.engine
+    encoded = audio.encode(result.audio, result.sample_rate, parsed.format)
+    body = {
+        "audioContent": base64.b64encode(encoded).decode("ascii"),
+        "provider": engine.provider,
+        "model": engine.model_id,
+        "language": parsed.synthesis.language,
+        "characters": len(parsed.synthesis.text),
+        "sample_rate": result.sample_rate,
+        "format": parsed.format,
+        "duration": round(len(result.audio) / result.sample_rate, 3),
+        "voice": getattr(parsed.synthesis.prepared, "voice_name", parsed.synthesis.voice),
+        "truncated": result.truncated,
+        "request_id": request_id(),
+    }
+    if parsed.words:
+        body["words"] = [{"word": w.word, "start": round(w.start, 3),
+                          "end": round(w.end if w.end is not None else body["duration"], 3)}
+                         for w in result.words]
+    return jsonify(body)

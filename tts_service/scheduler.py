@@ -1,0 +1,329 @@
+"""One worker thread per engine: a bounded queue in front, batching, deadlines and cancellation.
+
+HTTP threads never touch a model. They `submit` a request and read the job's events (audio
+chunks, words, then done or error) from a queue, the way pocket-tts streams from its decoder
+thread. The worker admits queued jobs into the engine's free slots (waiting `batch_wait` when
+idle so that requests arriving together start together), drops jobs whose client left or whose
+deadline passed, and steps the engine until every job is done.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .engines.base import Engine, EngineError, SynthesisRequest, WordTiming
+
+logger = logging.getLogger(__name__)
+
+_STOP = object()
+_ids = itertools.count(1)
+
+
+class QueueFullError(RuntimeError):
+    """Too many requests are waiting; the client should retry later."""
+
+
+class EngineUnavailableError(RuntimeError):
+    """The engine is loading, failed to load, or the service is stopping."""
+
+    def __init__(self, message: str, loading: bool = False):
+        super().__init__(message)
+        self.loading = loading
+
+
+class JobCancelled(RuntimeError):
+    """The job was dropped before it finished (client left or deadline passed)."""
+
+
+@dataclass
+class JobResult:
+    audio: np.ndarray
+    sample_rate: int
+    words: list[WordTiming]
+    truncated: bool
+
+
+class Job:
+    """One request in flight; the worker writes its events, the HTTP thread reads them."""
+
+    def __init__(self, request: SynthesisRequest, sample_rate: int, timeout: float):
+        self.id = next(_ids)
+        self.request = request
+        self.sample_rate = sample_rate
+        self.created = time.monotonic()
+        self.deadline = self.created + timeout
+        self.first_audio_at: float | None = None
+        self.finished_at: float | None = None
+        self.samples = 0
+        self.truncated = False
+        self.words: list[WordTiming] = []
+        self._events: queue.Queue = queue.Queue()
+        self._cancelled = threading.Event()
+        self._done = False
+
+    # -- written by the worker -------------------------------------------------------------
+    def push_audio(self, pcm: np.ndarray) -> None:
+        if self.first_audio_at is None:
+            self.first_audio_at = time.monotonic()
+        self.samples += len(pcm)
+        self._events.put(("audio", pcm))
+
+    def push_word(self, word: str, start: float) -> None:
+        if self.words and self.words[-1].end is None:
+            self.words[-1].end = start
+        timing = WordTiming(word, start)
+        self.words.append(timing)
+        self._events.put(("word", timing))
+
+    def finish(self, truncated: bool = False) -> None:
+        if self._done:
+            return
+        self._done = True
+        self.truncated = truncated
+        self.finished_at = time.monotonic()
+        if self.words and self.words[-1].end is None:
+            self.words[-1].end = round(self.samples / self.sample_rate, 3)
+        self._events.put(("done", truncated))
+
+    def fail(self, error: BaseException) -> None:
+        if self._done:
+            return
+        self._done = True
+        self.finished_at = time.monotonic()
+        self._events.put(("error", error))
+
+    # -- read by the requester -------------------------------------------------------------
+    def cancel(self) -> None:
+        """The client left: the worker frees the slot at its next step."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def expired(self, now: float | None = None) -> bool:
+        return (now or time.monotonic()) > self.deadline
+
+    def events(self) -> Iterator[tuple[str, object]]:
+        """Yield ("audio", pcm) and ("word", WordTiming) until done; re-raise the worker's error."""
+        while True:
+            remaining = self.deadline - time.monotonic() + 5.0
+            try:
+                kind, payload = self._events.get(timeout=max(remaining, 0.1))
+            except queue.Empty:
+                self.cancel()
+                raise TimeoutError("synthesis took longer than the request timeout") from None
+            if kind == "done":
+                return
+            if kind == "error":
+                raise payload  # type: ignore[misc]
+            yield kind, payload
+
+    def result(self) -> JobResult:
+        chunks = [payload for kind, payload in self.events() if kind == "audio"]
+        audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+        return JobResult(audio.astype(np.float32, copy=False), self.sample_rate, list(self.words),
+                         self.truncated)
+
+
+@dataclass
+class SchedulerStats:
+    submitted: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    expired: int = 0
+    steps: int = 0
+    batch_sizes: collections.Counter = field(default_factory=collections.Counter)
+
+
+class Scheduler:
+    """Owns one engine and the only thread that runs it."""
+
+    def __init__(self, engine: Engine, *, max_queue: int = 32, batch_wait: float = 0.02,
+                 timeout: float = 120.0, name: str | None = None,
+                 on_step: Callable[[int], None] | None = None):
+        self.engine = engine
+        self.name = name or engine.provider
+        self.batch_wait = batch_wait
+        self.timeout = timeout
+        self.stats = SchedulerStats()
+        self._on_step = on_step
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._pending: collections.deque[Job] = collections.deque()
+        self._thread: threading.Thread | None = None
+        self._accepting = True
+        self._preload = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self, preload: bool = True) -> None:
+        """Start the worker; with `preload` it loads the model first, in its own thread."""
+        self._preload = preload
+        if preload:
+            self.engine.state = "loading"
+        self._thread = threading.Thread(target=self._run, name=f"tts-worker-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Refuse new work, finish what was accepted, then end the worker."""
+        self._accepting = False
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize() + len(self._pending)
+
+    @property
+    def active(self) -> int:
+        return len(self.engine.active_jobs()) if self.engine.is_loaded else 0
+
+    # -- requests --------------------------------------------------------------------------
+    def submit(self, request: SynthesisRequest) -> Job:
+        """Queue a request; raise QueueFullError or EngineUnavailableError instead of waiting."""
+        if not self._accepting:
+            raise EngineUnavailableError("the service is shutting down")
+        state = self.engine.state
+        if state == "error":
+            raise EngineUnavailableError(f"model failed to load: {self.engine.error}")
+        if state == "loading" and self._preload:
+            raise EngineUnavailableError("model is still loading", loading=True)
+        if self.engine.is_loaded:
+            self.engine.prepare(request)
+        job = Job(request, self.engine.sample_rate, self.timeout)
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            raise QueueFullError(f"{self.queue_depth} requests are already waiting") from None
+        self.stats.submitted += 1
+        return job
+
+    # -- the worker ------------------------------------------------------------------------
+    def _run(self) -> None:
+        if self._preload:
+            try:
+                self.engine.load()
+            except EngineError:
+                pass  # the reason is kept on the engine for /health and for 503 answers
+        stopping = False
+        while True:
+            stopping = self._collect(block=not self._has_work(), stopping=stopping)
+            self._admit()
+            self._drop_abandoned()
+            if self.engine.is_loaded and self.engine.active_jobs():
+                self._step()
+            elif stopping and not self._pending and self._queue.empty():
+                break
+
+    def _has_work(self) -> bool:
+        return bool(self._pending) or (self.engine.is_loaded and bool(self.engine.active_jobs()))
+
+    def _collect(self, block: bool, stopping: bool) -> bool:
+        """Move queued jobs to the pending list; when idle, wait for one and then a batch window."""
+        if block and not stopping:
+            item = self._queue.get()
+            if item is _STOP:
+                return True
+            self._pending.append(item)
+            window_end = time.monotonic() + self.batch_wait
+            while len(self._pending) < max(self._free_slots(), 1):
+                remaining = window_end - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    return True
+                self._pending.append(item)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return stopping
+            if item is _STOP:
+                stopping = True
+            else:
+                self._pending.append(item)
+
+    def _free_slots(self) -> int:
+        return self.engine.free_slots() if self.engine.is_loaded else self.engine.max_slots
+
+    def _admit(self) -> None:
+        if self._pending and not self.engine.is_loaded:
+            try:
+                self.engine.load()
+            except EngineError as exc:
+                while self._pending:
+                    self._pending.popleft().fail(EngineUnavailableError(f"model failed to load: {exc}"))
+                return
+        now = time.monotonic()
+        while self._pending and self.engine.free_slots() > 0:
+            job = self._pending.popleft()
+            if job.cancelled:
+                self.stats.cancelled += 1
+                job.fail(JobCancelled("client disconnected"))
+                continue
+            if job.expired(now):
+                self.stats.expired += 1
+                job.fail(TimeoutError("request waited longer than the request timeout"))
+                continue
+            try:
+                if job.request.prepared is None:
+                    self.engine.prepare(job.request)
+                self.engine.admit(job)
+            except Exception as exc:
+                logger.warning("could not start job %s: %s", job.id, exc)
+                self.stats.failed += 1
+                job.fail(exc)
+
+    def _drop_abandoned(self) -> None:
+        if not self.engine.is_loaded:
+            return
+        now = time.monotonic()
+        for job in list(self.engine.active_jobs()):
+            if job.cancelled:
+                self.stats.cancelled += 1
+                self.engine.release(job)
+                job.fail(JobCancelled("client disconnected"))
+            elif job.expired(now):
+                self.stats.expired += 1
+                self.engine.release(job)
+                job.fail(TimeoutError("synthesis took longer than the request timeout"))
+
+    def _step(self) -> None:
+        active = list(self.engine.active_jobs())
+        self.stats.steps += 1
+        self.stats.batch_sizes[len(active)] += 1
+        if self._on_step is not None:
+            self._on_step(len(active))
+        try:
+            advanced = self.engine.step()
+        except Exception as exc:
+            logger.exception("%s failed during generation; failing %d job(s)", self.name, len(active))
+            self.stats.failed += len(active)
+            for job in active:
+                job.fail(EngineError(f"generation failed: {type(exc).__name__}"))
+            self.engine.reset()
+            return
+        if advanced is False:
+            time.sleep(0.002)  # every job waits for text: don't spin
+        for job in active:
+            if job.done and not job.cancelled:
+                self.stats.completed += 1
