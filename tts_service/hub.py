@@ -78,5 +78,9 @@ def dsm_checkpoint_info(model: str, setting: str = "TTS_DSM_MODEL"):
         return loaders.CheckpointInfo.from_hf_repo(str(path), config_path=config_path, **files)
     if looks_like_path(model):
         raise ModelDownloadError(f"{setting}={model!r} is not a directory.")
-    logger.info("fetching %s from Hugging Face (progress below on first start)", model)
-    return download(model, "the DSM checkpoint", lambda: loaders.CheckpointInfo.from_hf_repo(model), setting)
+    from huggingface_hub import hf_hub_download
+
+    logger.info("fetching %s from Hugging Face (download progress below on first start)", model)
+    config_path = download(model, "config.json", lambda: hf_hub_download(model, "config.json"), setting)
+    return download(model, "the DSM checkpoint",
+                    lambda: loaders.CheckpointInfo.from_hf_repo(model, config_path=config_path), setting)

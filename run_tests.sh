@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set up everything the tests need on a fresh machine, then run them all.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+stamp=.venv/.requirements-dev.sha256
+wanted="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -r requirements-dev.txt
+    echo "$wanted" > "$stamp"
+fi
+if [ -d tests/browser ] && [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
+fi
+export TTS_TORCH_COMPILE=off
+.venv/bin/python -m pytest "$@"
+if [ -d tests/js ]; then
+    node --test tests/js/
+fi

@@ -1,0 +1,110 @@
+"""Fixtures: tiny random-weight checkpoints built once per session, and apps served from them."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tts_service import create_app  # noqa: E402
+from tts_service.config import Settings  # noqa: E402
+
+# moshi's torch.compile costs ~20 s per process on a CPU and buys nothing for tiny models.
+os.environ.setdefault("TTS_TORCH_COMPILE", "off")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> Path:
+    """Build the tiny checkpoints with the project's own script, as the README says."""
+    out = tmp_path_factory.mktemp("models")
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tiny_models.py"), str(out)],
+                   check=True, capture_output=True, timeout=300)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_env(tiny_models) -> dict[str, str]:
+    """The NAME=VALUE settings written by make_tiny_models.py."""
+    env = {}
+    for line in (tiny_models / "env").read_text().splitlines():
+        if line.strip():
+            name, value = line.split("=", 1)
+            env[name] = value
+    return env
+
+
+def dsm_only(env: dict[str, str]) -> dict[str, str]:
+    """Settings that route English and French to DSM and load no other engine."""
+    return {**env, "TTS_ROUTES": "en=dsm,fr=dsm", "TTS_POCKET_LANGUAGES": "", "TTS_DEFAULT_LANGUAGE": "en"}
+
+
+def wait_ready(client, timeout: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = client.get("/health")
+        body = response.get_json()
+        if body["status"] != "loading":
+            return body
+        time.sleep(0.05)
+    raise AssertionError("service did not finish loading")
+
+
+@pytest.fixture
+def make_app(tiny_env) -> Iterator[Callable[..., object]]:
+    """Build a started app from the tiny settings plus overrides; stopped after the test."""
+    apps = []
+
+    def factory(env: dict[str, str] | None = None, wait: bool = True, **overrides):
+        settings = Settings.from_env({**(env if env is not None else dsm_only(tiny_env))}, **overrides)
+        app = create_app(settings)
+        apps.append(app)
+        if wait:
+            wait_ready(app.test_client())
+        return app
+
+    yield factory
+    for app in apps:
+        app.extensions["tts_router"].stop(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def dsm_app(tiny_env):
+    """One shared app on the tiny DSM model, for tests that only read from it."""
+    app = create_app(Settings.from_env(dsm_only(tiny_env)))
+    wait_ready(app.test_client())
+    yield app
+    app.extensions["tts_router"].stop(timeout=30)
+
+
+@pytest.fixture
+def client(dsm_app):
+    return dsm_app.test_client()
+
+
+def decode_wav(b64: str) -> tuple[np.ndarray, int]:
+    """Decode the base64 audio of a /tts answer into samples and sample rate."""
+    data, rate = sf.read(io.BytesIO(base64.b64decode(b64)), dtype="float32")
+    return data, rate
+
+
+def rms(audio: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
