@@ -45,6 +45,7 @@ def test_tts_server_py_serves_health_and_tts(tiny_env):
     finally:
         process.terminate()
         process.wait(30)
+        process.stdout.close()
 
 
 def test_bad_setting_fails_at_start_naming_the_variable(tiny_env):

@@ -25,9 +25,10 @@ def create_app(settings: Settings | None = None, *, start: bool = True, **overri
     app.extensions["tts_router"] = router
     register_error_handlers(app)
 
-    from .routes import health, tts
+    from .routes import health, stream, tts
     app.register_blueprint(health.bp)
     app.register_blueprint(tts.bp)
+    app.register_blueprint(stream.bp)
 
     if start:
         router.start()
