@@ -20,4 +20,6 @@ fi
 if [ -f .env ]; then
     set -a; . ./.env; set +a
 fi
-exec .venv/bin/python tts_server.py "$@"
+# gunicorn: one process owning the models, threads for I/O, graceful shutdown on SIGTERM.
+# (`python tts_server.py` runs Flask's own server instead, for development.)
+exec .venv/bin/gunicorn --config gunicorn.conf.py "tts_server:create_app()" "$@"

@@ -11,6 +11,7 @@ import sys
 
 from tts_service import create_app
 from tts_service.config import ConfigError, Settings
+from tts_service.logs import configure_logging
 
 __all__ = ["create_app", "main"]
 
@@ -21,8 +22,7 @@ def main() -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     try:
         app = create_app(settings)
     except ValueError as exc:

@@ -7,7 +7,9 @@ from typing import Any
 
 from flask import Flask
 
+from . import security
 from .config import Settings
+from .metrics import Metrics
 from .errors import register_error_handlers
 from .routing import Router
 
@@ -18,12 +20,16 @@ def create_app(settings: Settings | None = None, *, start: bool = True, **overri
     """Build the Flask app; with `start`, the workers start (and load models when preloading)."""
     settings = settings or Settings.from_env(**overrides)
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = max(64 * 1024, settings.max_chars * 8)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.extensions["tts_settings"] = settings
-    router = Router(settings)
+    metrics = Metrics()
+    app.extensions["tts_metrics"] = metrics
+    router = Router(settings, metrics=metrics)
     app.extensions["tts_router"] = router
     register_error_handlers(app)
+    app.extensions["tts_limiter"] = security.install(app, settings, metrics)
+    metrics.install(app)
 
     from .routes import health, stream, tts
     app.register_blueprint(health.bp)

@@ -91,8 +91,16 @@ def _routes(value: str) -> dict[str, str]:
     return routes
 
 
-def _setting(env: str, default: Any, parse: Callable[[str], Any] = str, doc: str = "") -> Any:
-    return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
+def _rate_limit(value: str) -> str:
+    if not value.strip():
+        return ""
+    from limits import parse_many
+    parse_many(value)
+    return value.strip()
+
+
+def _setting(env: str, default: Any, parse: Callable[[str], Any] = str, doc: str = "", secret: bool = False) -> Any:
+    return field(default=default, repr=not secret, metadata={"env": env, "parse": parse, "doc": doc})
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,20 @@ class Settings:
     pocket_default_voice: str = _setting("TTS_POCKET_VOICE", "",
                                          doc="Default Pocket TTS voice for every language; empty uses each language's own.")
 
+    api_key: str = _setting("TTS_API_KEY", "", doc="When set, synthesis, voice and metrics endpoints need "
+                                                    "'Authorization: Bearer <key>'; /health stays open.",
+                            secret=True)
+    cors_origins: str = _setting("TTS_CORS_ORIGINS", "*",
+                                 doc="Origins allowed by CORS: '*' (as the original setup) or a comma-separated list.")
+    rate_limit: str = _setting("TTS_RATE_LIMIT", "120/minute;2000/hour", _rate_limit,
+                               "Per-client limit on synthesis requests (limits syntax); empty disables it.")
+    trust_proxy: int = _setting("TTS_TRUST_PROXY", 0, _non_negative(int),
+                                "Reverse proxies in front whose X-Forwarded-For is trusted for the client address.")
+    max_body_bytes: int = _setting("TTS_MAX_BODY_BYTES", 262144, _positive(int),
+                                   "Largest request body accepted; larger is a 413.")
+    log_file: str = _setting("TTS_LOG_FILE", "tts.log",
+                             doc="Rotating log file (10 MB x 5) besides stdout; empty for stdout only.")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """Read settings from the environment; a bad value raises ConfigError naming the variable."""
@@ -163,7 +185,7 @@ class Settings:
             if spec.name in overrides:
                 continue
             raw = environ.get(env)
-            if raw is None or (raw == "" and spec.metadata["parse"] not in (_language_list, _routes)):
+            if raw is None or (raw == "" and spec.metadata["parse"] not in (_language_list, _routes, _rate_limit)):
                 continue
             try:
                 values[spec.name] = spec.metadata["parse"](raw)

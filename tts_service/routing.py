@@ -53,7 +53,7 @@ class Route:
 class Router:
     """Builds only the engines the routes use, each behind its own scheduler."""
 
-    def __init__(self, settings: Settings, cuda: bool | None = None):
+    def __init__(self, settings: Settings, cuda: bool | None = None, metrics=None):
         self.settings = settings
         if cuda is None:
             cuda = settings.resolved_device().startswith("cuda")
@@ -66,9 +66,14 @@ class Router:
                 raise ValueError(f"TTS_ROUTES sends {language!r} to dsm, but TTS_DSM_LANGUAGES is "
                                  f"{','.join(settings.dsm_languages)}")
             if key not in self.schedulers:
+                hooks = {}
+                if metrics is not None:
+                    hooks = {"on_step": metrics.batch_size.labels(key).observe,
+                             "on_done": lambda job, key=key: metrics.observe_job(key, job.request.language, job)}
                 self.schedulers[key] = Scheduler(
                     self._build(kind, language), max_queue=settings.max_queue,
-                    batch_wait=settings.batch_wait_ms / 1000.0, timeout=settings.request_timeout, name=key)
+                    batch_wait=settings.batch_wait_ms / 1000.0, timeout=settings.request_timeout, name=key,
+                    **hooks)
             self.routes[language] = Route(language, key, self.schedulers[key])
 
     def _build(self, kind: str, language: str) -> Engine:

@@ -155,13 +155,15 @@ class Scheduler:
 
     def __init__(self, engine: Engine, *, max_queue: int = 32, batch_wait: float = 0.02,
                  timeout: float = 120.0, name: str | None = None,
-                 on_step: Callable[[int], None] | None = None):
+                 on_step: Callable[[int], None] | None = None,
+                 on_done: Callable[[Job], None] | None = None):
         self.engine = engine
         self.name = name or engine.provider
         self.batch_wait = batch_wait
         self.timeout = timeout
         self.stats = SchedulerStats()
         self._on_step = on_step
+        self._on_done = on_done
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._pending: collections.deque[Job] = collections.deque()
         self._thread: threading.Thread | None = None
@@ -327,3 +329,5 @@ class Scheduler:
         for job in active:
             if job.done and not job.cancelled:
                 self.stats.completed += 1
+                if self._on_done is not None:
+                    self._on_done(job)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -72,6 +73,7 @@ class Engine(abc.ABC):
     def __init__(self) -> None:
         self.state = "idle"  # idle -> loading -> ready | error
         self.error: str | None = None
+        self.load_seconds: float | None = None
         self._load_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -81,12 +83,15 @@ class Engine(abc.ABC):
             if self.state == "ready":
                 return
             self.state, self.error = "loading", None
+            started = time.perf_counter()
             try:
                 self._load()
             except Exception as exc:
                 self.state, self.error = "error", str(exc) or type(exc).__name__
                 logger.exception("failed to load %s", self.model_id)
                 raise EngineError(self.error) from exc
+            self.load_seconds = time.perf_counter() - started
+            logger.info("%s loaded in %.1f s", self.model_id, self.load_seconds)
             self.state = "ready"
 
     @property

@@ -1,0 +1,75 @@
+"""API key, CORS, body limits and rate limiting, on the real app."""
+
+from __future__ import annotations
+
+import pytest
+
+HELLO = {"text": "Hello there.", "language": "en"}
+
+
+@pytest.fixture
+def keyed(make_app):
+    return make_app(api_key="s3cret-key").test_client()
+
+
+def test_health_stays_open_and_reveals_no_secret(keyed):
+    response = keyed.get("/health")
+    assert response.status_code == 200
+    assert "s3cret" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"Authorization": "Bearer wrong"},
+    {"Authorization": "s3cret-key"},
+    {"Authorization": "Basic czNjcmV0LWtleQ=="},
+    {"Authorization": "Bearer s3cret-key-and-more"},
+])
+def test_synthesis_needs_the_key(keyed, headers):
+    for path in ("/tts", "/tts/stream"):
+        response = keyed.post(path, json=HELLO, headers=headers)
+        assert response.status_code == 401, path
+        assert "API key" in response.get_json()["error"]
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert keyed.get("/metrics", headers=headers).status_code == 401
+
+
+def test_the_key_opens_synthesis(keyed):
+    response = keyed.post("/tts", json=HELLO, headers={"Authorization": "Bearer s3cret-key"})
+    assert response.status_code == 200
+    assert keyed.get("/metrics", headers={"Authorization": "Bearer s3cret-key"}).status_code == 200
+
+
+def test_cors_allows_configured_origins_only(make_app):
+    client = make_app(cors_origins="https://chat.example.com").test_client()
+    allowed = client.options("/tts", headers={"Origin": "https://chat.example.com",
+                                              "Access-Control-Request-Method": "POST",
+                                              "Access-Control-Request-Headers": "Content-Type, Authorization"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://chat.example.com"
+    assert "POST" in allowed.headers["Access-Control-Allow-Methods"]
+    other = client.post("/tts", json=HELLO, headers={"Origin": "https://evil.example.net"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_default_cors_is_open_like_the_original(client):
+    response = client.get("/health", headers={"Origin": "https://anywhere.example"})
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_oversized_body_is_413_json(make_app):
+    client = make_app(max_body_bytes=1024).test_client()
+    response = client.post("/tts", data='{"text": "' + "a" * 5000 + '"}', content_type="application/json")
+    assert response.status_code == 413
+    assert response.get_json()["error"]
+
+
+def test_rate_limit_answers_429_with_retry_after(make_app):
+    client = make_app(rate_limit="3/minute").test_client()
+    statuses = [client.post("/tts", json={"text": "", "language": "en"}).status_code for _ in range(5)]
+    assert statuses[:3] == [400, 400, 400]
+    assert statuses[3:] == [429, 429]
+    limited = client.post("/tts", json=HELLO)
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) > 0
+    assert "error" in limited.get_json()
+    assert client.get("/health").status_code == 200, "health is never rate limited"
