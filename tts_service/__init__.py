@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import security
+from . import openapi, security
 from .config import Settings
 from .metrics import Metrics
 from .errors import register_error_handlers
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True, **overri
     app.register_blueprint(health.bp)
     app.register_blueprint(tts.bp)
     app.register_blueprint(stream.bp)
+    app.register_blueprint(openapi.bp)
 
     if start:
         router.start()

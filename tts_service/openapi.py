@@ -1,0 +1,158 @@
+"""The OpenAPI 3.1 description of the service, served at GET /openapi.json."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+bp = Blueprint("openapi", __name__)
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+AUDIO_TYPES = ["audio/wav", "audio/flac", "audio/mpeg", "audio/ogg", "audio/aac", "audio/L16"]
+
+
+def _errors(*codes: int, schema: dict = ERROR) -> dict:
+    reasons = {400: "Bad input.", 401: "Missing or wrong API key.", 413: "Body or text too long.",
+               415: "Body is not JSON.", 429: "Rate limit reached; see Retry-After.",
+               500: "Unexpected failure; the log has the request id.", 503: "Model loading, failed or busy."}
+    return {str(code): {"description": reasons[code], "content": {"application/json": {"schema": schema}}}
+            for code in codes}
+
+
+def _tts_request(max_chars: int, languages: list[str], voices: list[str], formats: tuple[str, ...]) -> dict:
+    properties = {
+        "text": {"type": "string", "minLength": 1, "maxLength": max_chars, "pattern": r"\S",
+                 "description": "What to say. Longer than the limit is a 413, never cut."},
+        "language": {"type": "string", "enum": languages,
+                     "description": "Language code; regional tags such as 'es-ES' are accepted too."},
+        "voice": {"type": "string", "description": "A voice name from GET /voices."},
+        "format": {"type": "string", "enum": list(formats)},
+        "words": {"type": "boolean", "description": "Return word timestamps."},
+        "clean": {"type": "boolean", "description": "Turn Markdown, emoji and URLs into speakable text."},
+    }
+    if voices:
+        properties["voice"]["enum"] = voices
+    return {"type": "object", "required": ["text"], "properties": properties, "additionalProperties": False}
+
+
+def _common_voices(router) -> list[str]:
+    """Voices every routed language accepts (a voice is checked against the request's language)."""
+    common = None
+    for route in router.routes.values():
+        try:
+            names = set(route.engine.voices(route.language)[0])
+        except Exception:
+            return []
+        common = names if common is None else common & names
+    return sorted(common or [])
+
+
+def build_spec(app) -> dict:
+    from .routes.stream import STREAM_FORMATS
+    from .routes.tts import TTS_FORMATS
+
+    settings = app.extensions["tts_settings"]
+    router = app.extensions["tts_router"]
+    rules = {rule.rule for rule in app.url_map.iter_rules()}
+    voices = _common_voices(router)
+
+    def body(formats):
+        schema = _tts_request(settings.max_chars, router.languages, voices, formats)
+        return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+    tts_request, stream_request = body(TTS_FORMATS), body(STREAM_FORMATS)
+    secured = [{"bearer": []}] if settings.api_key else []
+    paths: dict[str, dict] = {
+        "/health": {"get": {
+            "summary": "Is the service ready to speak, and with what.",
+            "responses": {
+                "200": {"description": "Ready.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
+                "503": {"description": "Loading, or a model failed to load.",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
+            }}},
+        "/tts": {"post": {
+            "summary": "Synthesize text into base64 audio (WAV by default).",
+            "security": secured, "requestBody": tts_request,
+            "responses": {"200": {"description": "The audio and what produced it.",
+                                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TTSResponse"}}}},
+                          **_errors(400, 401, 413, 415, 429, 500, 503)}}},
+        "/tts/stream": {"post": {
+            "summary": "Stream audio while it is generated: a WAV stream, or raw 16-bit PCM with format=pcm.",
+            "security": secured, "requestBody": stream_request,
+            "responses": {"200": {"description": "Chunked audio.",
+                                  "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}},
+                                              "audio/L16": {"schema": {"type": "string", "format": "binary"}}}},
+                          **_errors(400, 401, 413, 415, 429, 500, 503)}}},
+        "/voices": {"get": {
+            "summary": "The voices each language can use, and its default.",
+            "security": secured,
+            "responses": {"200": {"description": "Voices per language.",
+                                  "content": {"application/json": {"schema": {"type": "object",
+                                                                              "required": ["languages"]}}}},
+                          **_errors(401, 429)}}},
+        "/v1/audio/speech": {"post": {
+            "summary": "OpenAI-compatible speech synthesis.",
+            "security": secured,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["input"],
+                "properties": {
+                    "model": {"type": "string"}, "input": {"type": "string", "minLength": 1,
+                                                           "maxLength": settings.max_chars},
+                    "voice": {"type": "string"},
+                    "response_format": {"type": "string", "enum": ["mp3", "opus", "aac", "flac", "wav", "pcm"]},
+                    "speed": {"type": "number", "minimum": 0.25, "maximum": 4.0},
+                    "language": {"type": "string"}}}}}},
+            "responses": {"200": {"description": "Binary audio.",
+                                  "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in AUDIO_TYPES}},
+                          **_errors(400, 401, 413, 415, 429, 500, 503, schema={"$ref": "#/components/schemas/OpenAIError"})}}},
+        "/v1/models": {"get": {
+            "summary": "Models that /v1/audio/speech accepts.", "security": secured,
+            "responses": {"200": {"description": "OpenAI model list.",
+                                  "content": {"application/json": {"schema": {"type": "object",
+                                                                              "required": ["object", "data"]}}}},
+                          **_errors(401, 429, schema={"$ref": "#/components/schemas/OpenAIError"})}}},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics.", "security": secured,
+            "responses": {"200": {"description": "Prometheus text format.",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          **_errors(401)}}},
+        "/openapi.json": {"get": {"summary": "This description.",
+                                  "responses": {"200": {"description": "OpenAPI 3.1 document.",
+                                                        "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+    }
+    paths = {path: spec for path, spec in paths.items() if path in rules}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Kyutai TTS service", "version": "1.0.0",
+                 "description": "Self-hosted speech synthesis on Kyutai DSM TTS and Pocket TTS."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error", "request_id"], "properties": {
+                    "error": {"type": "string"}, "request_id": {"type": "string"},
+                    "fallback": {"type": "boolean"}}},
+                "OpenAIError": {"type": "object", "required": ["error"], "properties": {
+                    "error": {"type": "object", "required": ["message", "type"], "properties": {
+                        "message": {"type": "string"}, "type": {"type": "string"},
+                        "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}},
+                "Health": {"type": "object", "required": ["status", "model", "device"], "properties": {
+                    "status": {"type": "string", "enum": ["ok", "loading", "error"]},
+                    "model": {"type": ["string", "null"]}, "device": {"type": "string"},
+                    "languages": {"type": "object"}, "engines": {"type": "array"}}},
+                "TTSResponse": {"type": "object", "required": [
+                    "audioContent", "provider", "model", "language", "characters", "sample_rate", "format",
+                    "duration"], "properties": {
+                    "audioContent": {"type": "string", "contentEncoding": "base64"},
+                    "provider": {"type": "string"}, "model": {"type": "string"}, "language": {"type": "string"},
+                    "characters": {"type": "integer", "minimum": 1}, "sample_rate": {"type": "integer"},
+                    "format": {"type": "string"}, "duration": {"type": "number", "minimum": 0},
+                    "voice": {"type": ["string", "null"]}, "truncated": {"type": "boolean"},
+                    "words": {"type": "array", "items": {"type": "object", "required": ["word", "start", "end"]}}}},
+            },
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def spec():
+    return jsonify(build_spec(current_app))
