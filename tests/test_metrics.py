@@ -1,0 +1,29 @@
+"""GET /metrics in Prometheus format, fed by real requests."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_count_requests_audio_speed_and_load(client):
+    assert client.post("/tts", json={"text": "Hello there.", "language": "en"}).status_code == 200
+    assert client.post("/tts", json={"text": "", "language": "en"}).status_code == 400
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    values = samples(response.get_data(as_text=True))
+    ok = values[("tts_http_requests_total", (("endpoint", "/tts"), ("method", "POST"), ("status", "200")))]
+    bad = values[("tts_http_requests_total", (("endpoint", "/tts"), ("method", "POST"), ("status", "400")))]
+    assert ok >= 1 and bad >= 1
+    assert values[("tts_audio_seconds_total", (("engine", "dsm"), ("language", "en")))] > 0
+    assert values[("tts_real_time_factor_count", (("engine", "dsm"),))] >= 1
+    assert values[("tts_batch_size_count", (("engine", "dsm"),))] > 0
+    assert values[("tts_model_load_seconds", (("engine", "dsm"),))] > 0
+    assert values[("tts_model_ready", (("engine", "dsm"),))] == 1
+    assert ("tts_queue_depth", (("engine", "dsm"),)) in values
+    assert values[("tts_http_request_seconds_count", (("endpoint", "/tts"),))] >= 2
