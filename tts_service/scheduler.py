@@ -69,6 +69,7 @@ class Job:
         self._events: queue.Queue = queue.Queue()
         self._cancelled = threading.Event()
         self._done = False
+        self.completed = False
 
     # -- written by the worker -------------------------------------------------------------
     def push_audio(self, pcm: np.ndarray) -> None:
@@ -88,6 +89,7 @@ class Job:
         if self._done:
             return
         self._done = True
+        self.completed = True
         self.truncated = truncated
         self.finished_at = time.monotonic()
         if self.words and self.words[-1].end is None:
@@ -327,7 +329,7 @@ class Scheduler:
         if advanced is False:
             time.sleep(0.002)  # every job waits for text: don't spin
         for job in active:
-            if job.done and not job.cancelled:
+            if job.completed and job not in self.engine.active_jobs():
                 self.stats.completed += 1
                 if self._on_done is not None:
                     self._on_done(job)
