@@ -36,6 +36,8 @@ def create_app(settings: Settings | None = None, *, start: bool = True, **overri
     app.register_blueprint(tts.bp)
     app.register_blueprint(stream.bp)
     app.register_blueprint(openapi.bp)
+    from .routes import websocket
+    app.register_blueprint(websocket.bp)
 
     if start:
         router.start()

@@ -70,6 +70,30 @@ class Job:
         self._cancelled = threading.Event()
         self._done = False
         self.completed = False
+        self._text_feed: queue.Queue = queue.Queue()
+        self.text_closed = not request.streaming_text
+
+    # -- text arriving while audio is generated ----------------------------------------------
+    def feed_text(self, text: str) -> None:
+        """More words for a streaming-text job (thread-safe)."""
+        if self.text_closed:
+            raise ValueError("text was already ended")
+        self._text_feed.put(text)
+
+    def end_text(self) -> None:
+        """No more words will come: the job may finish after the last one."""
+        if not self.text_closed:
+            self.text_closed = True
+            self._text_feed.put(None)
+
+    def take_text(self) -> list[str | None]:
+        """For the worker: the text pieces that arrived since the last call; None means the end."""
+        pieces = []
+        while True:
+            try:
+                pieces.append(self._text_feed.get_nowait())
+            except queue.Empty:
+                return pieces
 
     # -- written by the worker -------------------------------------------------------------
     def push_audio(self, pcm: np.ndarray) -> None:

@@ -19,7 +19,8 @@ access_log = logging.getLogger("tts_service.access")
 
 # Endpoints anyone may call, even when an API key is set.
 OPEN_ENDPOINTS = {"health.health", "openapi.spec", "openapi.docs", "static"}
-OPEN_BLUEPRINTS = {"web"}
+# The WebSocket handlers check the key themselves, to answer with an error message in-protocol.
+OPEN_BLUEPRINTS = {"web", "websocket"}
 
 
 def _presented_key() -> str:

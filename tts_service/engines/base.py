@@ -38,6 +38,10 @@ class SynthesisRequest:
     max_audio_seconds: float = 120.0
     temperature: float | None = None
     seed: int | None = None
+    # When set, `text` is only the beginning: more arrives through the job's text feed.
+    streaming_text: bool = False
+    # A raw voice embedding ([1, dim, frames]) sent by the client instead of a voice name.
+    voice_embedding: object = None
     # Set by the engine's `prepare`: whatever it needs to start quickly in the worker.
     prepared: object = None
 

@@ -47,6 +47,7 @@ class _Slot:
     max_frames: int = 0
     words_seen: int = 0
     text_complete: bool = True
+    first_words: bool = True
 
 
 @dataclass
@@ -210,11 +211,32 @@ class DsmEngine(Engine):
             self._cross_cache[voice_path] = cross.to(device=self._device, dtype=lm.dtype)
         return self._cross_cache[voice_path]
 
+    def _embedding_cross(self, embedding):
+        """Cross-attention source for a raw embedding, laid out as moshi's make_condition_attributes does."""
+        from moshi.conditioners import ConditionAttributes, TensorCondition
+
+        torch = self._torch
+        tts = self._model
+        emb = torch.as_tensor(np.asarray(embedding, dtype=np.float32))
+        voice = torch.zeros(1, tts.max_speakers, emb.shape[2], emb.shape[1])
+        mask = torch.zeros(1, tts.max_speakers, emb.shape[2], dtype=torch.bool)
+        voice[:, 0] = emb.transpose(1, 2)
+        mask[:, 0] = True
+        text = {"control": "ok", "cfg": None if self._cfg_condition is None else format(self._cfg_condition, ".1f")}
+        attributes = ConditionAttributes(text=text, tensor={"speaker_wavs": TensorCondition(
+            voice.view(1, -1, voice.shape[-1]), mask.view(1, -1))})
+        lm = tts.lm
+        cross = lm.fuser.get_cross(lm.condition_provider.prepare_and_provide([attributes]))
+        return cross.to(device=self._device, dtype=lm.dtype)
+
     # -- requests --------------------------------------------------------------------------
     def prepare(self, request: SynthesisRequest) -> None:
         valid, default = self.voices(request.language)
         name = request.voice or default
-        if request.voice is None or request.voice == default:
+        if request.voice_embedding is not None:
+            self._check_embedding(request.voice_embedding)
+            path, name = None, "custom-embedding"
+        elif request.voice is None or request.voice == default:
             path = self._default_voice_path
         elif request.voice in self._custom_voices():
             path = self._custom_voices()[request.voice]
@@ -225,8 +247,27 @@ class DsmEngine(Engine):
                 raise UnknownVoiceError(request.voice, valid) from None
         else:
             raise UnknownVoiceError(request.voice, valid)
-        entries = self._model.prepare_script([request.text], padding_between=self.settings.dsm_padding_between)
+        entries = self._entries(request.text, first=True) if request.text.strip() else []
         request.prepared = DsmPrepared(entries=entries, voice_path=path, voice_name=name)
+
+    def _entries(self, text: str, first: bool) -> list:
+        """moshi's script entries for a piece of text; only the very first piece gets the speaker token."""
+        from moshi.models.tts import script_to_entries
+
+        tts = self._model
+        return script_to_entries(tts.tokenizer, tts.machine.token_ids, tts.mimi.frame_rate, [text],
+                                 multi_speaker=first and tts.multi_speaker,
+                                 padding_between=self.settings.dsm_padding_between)
+
+    def _check_embedding(self, embedding) -> None:
+        provider = self._model.lm.condition_provider
+        conditioner = provider.conditioners["speaker_wavs"] \
+            if provider is not None and "speaker_wavs" in provider.conditioners else None
+        if conditioner is None:
+            raise ValueError("this model takes no voice embeddings")
+        shape = tuple(np.shape(embedding))
+        if len(shape) != 3 or shape[0] != 1 or shape[1] != conditioner.dim or not 0 < shape[2] <= 1000:
+            raise ValueError(f"a voice embedding must have shape [1, {conditioner.dim}, frames], got {list(shape)}")
 
     @staticmethod
     def _looks_like_repo_voice(voice: str) -> bool:
@@ -245,15 +286,16 @@ class DsmEngine(Engine):
         slot.frames_out = 0
         slot.words_seen = 0
         slot.max_frames = int(job.request.max_audio_seconds * self.frame_rate)
-        slot.text_complete = True
+        slot.text_complete = not job.request.streaming_text
+        slot.first_words = not prepared.entries
         if tts.multi_speaker:
             with self._torch.no_grad():
-                self._set_slot_voice(slot.index, prepared.voice_path)
+                self._set_slot_voice(slot.index, prepared.voice_path, job.request.voice_embedding)
         self._pending_resets.append(slot.index)
 
-    def _set_slot_voice(self, index: int, voice_path: Path) -> None:
+    def _set_slot_voice(self, index: int, voice_path: Path | None, embedding=None) -> None:
         """Write the voice's cross-attention keys and values into one slot of the batch."""
-        cross = self._cross_source(voice_path)
+        cross = self._cross_source(voice_path) if embedding is None else self._embedding_cross(embedding)
         rows = self._torch.tensor([index], device=self._device)
         for attention in self._cross_attentions:
             k, v = attention._compute_cross_attention(cross, cross)
@@ -318,6 +360,15 @@ class DsmEngine(Engine):
             tts.mimi.reset_streaming(reset_mask=mask)
             self._pending_resets.clear()
 
+        for slot in self._slots:
+            if slot.job is not None and not slot.text_complete:
+                for piece in slot.job.take_text():
+                    if piece is None:
+                        slot.text_complete = True
+                    elif piece.strip():
+                        entries = self._entries(piece, first=slot.first_words)
+                        slot.first_words = slot.first_words and not entries
+                        slot.state.entries.extend(entries)
         actives = [self._slot_ready(slot) for slot in self._slots]
         if not any(actives):
             return False

@@ -1,0 +1,370 @@
+"""Text in while audio goes out, over WebSocket.
+
+`/api/tts_streaming` speaks the protocol of Kyutai's moshi-server TTS (MessagePack messages
+`Text`, `Voice`, `Eos` in; `Ready`, `Text`, `Audio`, `Error` out), so Kyutai's own clients work
+unchanged. `/ws/tts` is this service's browser-friendly variant: JSON text messages in, binary
+16-bit PCM and JSON word/done/error messages out. Both feed words into a DSM slot as they arrive;
+the slot waits (it never invents words) until enough text is known for the model's look-ahead.
+Languages served by Pocket TTS are spoken sentence by sentence as each sentence completes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from typing import Callable
+
+import msgpack
+import numpy as np
+from flask import Blueprint, current_app, request
+from flask_sock import ConnectionClosed, Sock
+
+from ..engines.base import SynthesisRequest, UnknownVoiceError
+from ..routing import UnsupportedLanguageError, normalize_language
+from ..scheduler import EngineUnavailableError, Job, QueueFullError
+from ..security import _presented_key, key_is_valid
+from .. import audio
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("websocket", __name__)
+sock = Sock()
+
+SENTENCE_END = re.compile(r"(?<=[.!?…;:])\s+")
+
+
+class ProtocolError(ValueError):
+    """The client broke the protocol; answered with an error message and a clean close."""
+
+
+def _route(language: str | None):
+    """The route for a language; Kyutai's protocol names none, so it gets the first DSM language."""
+    router = current_app.extensions["tts_router"]
+    if language is None:
+        for lang, route in sorted(router.routes.items()):
+            if route.key == "dsm":
+                return route
+        raise ProtocolError("no language is routed to Kyutai DSM TTS on this server")
+    try:
+        return router.route(normalize_language(language))
+    except UnsupportedLanguageError as exc:
+        raise ProtocolError(str(exc)) from None
+
+
+def _submit(route, request_: SynthesisRequest) -> Job:
+    try:
+        return route.scheduler.submit(request_)
+    except UnknownVoiceError as exc:
+        raise ProtocolError(str(exc)) from None
+    except (QueueFullError, EngineUnavailableError) as exc:
+        raise ProtocolError(f"speech model unavailable: {exc}") from None
+
+
+class TextSession:
+    """One client's text stream, spoken by one job (DSM) or one job per sentence (Pocket TTS)."""
+
+    def __init__(self, route, voice: str | None, embedding, on_audio: Callable, on_word: Callable,
+                 on_done: Callable, on_error: Callable):
+        self.route = route
+        self.voice = voice
+        self.embedding = embedding
+        self.on_audio, self.on_word, self.on_done, self.on_error = on_audio, on_word, on_done, on_error
+        self.settings = current_app.extensions["tts_settings"]
+        self.streams_text = route.key == "dsm"
+        self.ended = False
+        self.job: Job | None = None
+        self._pending_sentences: list[str] = []
+        self._buffer = ""
+        self._lock = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._offset = 0.0
+        self.cancelled = False
+
+    def check_voice(self) -> None:
+        probe = SynthesisRequest(text="", language=self.route.language, voice=self.voice,
+                                 voice_embedding=self.embedding)
+        engine = self.route.engine
+        if engine.is_loaded:
+            try:
+                engine.prepare(probe) if self.streams_text else None
+            except UnknownVoiceError as exc:
+                raise ProtocolError(str(exc)) from None
+            except ValueError as exc:
+                raise ProtocolError(str(exc)) from None
+        if not self.streams_text and self.voice is not None:
+            names, _ = engine.voices(self.route.language)
+            if self.voice not in names:
+                raise ProtocolError(str(UnknownVoiceError(self.voice, names)))
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._pump, daemon=True, name="ws-session")
+            if self.streams_text:
+                self.job = _submit(self.route, SynthesisRequest(
+                    text="", language=self.route.language, voice=self.voice, streaming_text=True,
+                    voice_embedding=self.embedding, max_audio_seconds=self.settings.max_audio_seconds))
+            self._thread.start()
+
+    def add_text(self, text: str) -> None:
+        if self.ended:
+            raise ProtocolError("text arrived after the end of the text")
+        if not isinstance(text, str):
+            raise ProtocolError("'text' must be a string")
+        if self.streams_text:
+            self._start()
+            self.job.feed_text(text)
+            return
+        with self._lock:
+            self._buffer += text
+            *complete, self._buffer = SENTENCE_END.split(self._buffer)
+            self._pending_sentences += [s for s in complete if s.strip()]
+            self._lock.notify_all()
+        if complete:
+            self._start()
+
+    def end(self) -> None:
+        if self.ended:
+            raise ProtocolError("the end of the text was already sent")
+        self.ended = True
+        if self.streams_text:
+            self._start()
+            self.job.end_text()
+            return
+        with self._lock:
+            if self._buffer.strip():
+                self._pending_sentences.append(self._buffer)
+            self._buffer = ""
+            self._lock.notify_all()
+        self._start()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        with self._lock:
+            self._lock.notify_all()
+        if self.job is not None:
+            self.job.cancel()
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _pump(self) -> None:
+        try:
+            if self.streams_text:
+                self._relay(self.job)
+            else:
+                while not self.cancelled:
+                    with self._lock:
+                        while not self._pending_sentences and not self.ended and not self.cancelled:
+                            self._lock.wait(0.5)
+                        if not self._pending_sentences:
+                            break
+                        sentence = self._pending_sentences.pop(0)
+                    self.job = _submit(self.route, SynthesisRequest(
+                        text=sentence.strip(), language=self.route.language, voice=self.voice,
+                        max_audio_seconds=self.settings.max_audio_seconds))
+                    self._relay(self.job)
+            if not self.cancelled:
+                self.on_done(self._offset)
+        except ProtocolError as exc:
+            self.on_error(str(exc))
+        except Exception as exc:
+            if not self.cancelled:
+                logger.warning("text stream failed: %s", exc)
+                self.on_error(f"synthesis failed: {type(exc).__name__}")
+
+    def _relay(self, job: Job) -> None:
+        """Forward a job's audio, and each word once its end is known."""
+        held = None
+        samples = 0
+        for kind, payload in job.events():
+            if kind == "audio":
+                samples += len(payload)
+                self.on_audio(payload)
+            elif kind == "word":
+                if held is not None:
+                    self.on_word(held.word, self._offset + held.start, self._offset + payload.start)
+                held = payload
+        duration = samples / job.sample_rate
+        if held is not None:
+            self.on_word(held.word, self._offset + held.start, self._offset + max(duration, held.start))
+        self._offset += duration
+
+
+def _authorized() -> bool:
+    settings = current_app.extensions["tts_settings"]
+    return not settings.api_key or key_is_valid(settings, _presented_key() or request.args.get("api_key", ""))
+
+
+@sock.route("/api/tts_streaming", bp=bp)
+def kyutai_streaming(ws):
+    """Kyutai moshi-server's TTS protocol, MessagePack both ways."""
+    send_lock = threading.Lock()
+
+    def send(message: dict) -> None:
+        with send_lock:
+            ws.send(msgpack.packb(message, use_bin_type=True, use_single_float=True))
+
+    def error_and_close(message: str) -> None:
+        try:
+            send({"type": "Error", "message": message})
+            ws.close(reason=1000, message=message[:120])
+        except ConnectionClosed:
+            pass
+
+    if not _authorized():
+        return error_and_close("invalid api key")
+    session = None
+    try:
+        route = _route(None)
+        args = request.args
+        voice = args.get("voice") or None
+        if args.get("format", "PcmMessagePack") != "PcmMessagePack":
+            raise ProtocolError("only format=PcmMessagePack is supported")
+        failed = threading.Event()
+
+        def on_error(message: str) -> None:
+            failed.set()
+            error_and_close(message)
+
+        session = TextSession(
+            route, voice, None,
+            on_audio=lambda pcm: send({"type": "Audio", "pcm": pcm.tolist()}),
+            on_word=lambda word, start, stop: send({"type": "Text", "text": word, "start_s": round(start, 3),
+                                                    "stop_s": round(stop, 3)}),
+            on_done=lambda _duration: ws.close(reason=1000, message="done"),
+            on_error=on_error)
+        session.check_voice()
+        send({"type": "Ready"})
+        while not failed.is_set():
+            data = ws.receive(timeout=0.5)
+            if data is None:
+                if session.ended and session._thread is not None and not session._thread.is_alive():
+                    break
+                continue
+            if isinstance(data, str):
+                raise ProtocolError("messages must be binary MessagePack")
+            try:
+                message = msgpack.unpackb(data, raw=False)
+            except Exception:
+                raise ProtocolError("malformed MessagePack message") from None
+            if not isinstance(message, dict):
+                raise ProtocolError("a message must be a MessagePack map with a 'type'")
+            kind = message.get("type")
+            if kind == "Text":
+                session.add_text(message.get("text", ""))
+            elif kind == "Eos":
+                session.end()
+            elif kind == "Voice":
+                if session._thread is not None:
+                    raise ProtocolError("Voice must come before the first Text")
+                try:
+                    session.embedding = np.asarray(message["embeddings"], dtype=np.float32).reshape(
+                        message["shape"])
+                except Exception:
+                    raise ProtocolError("Voice needs 'embeddings' (floats) and a matching 'shape'") from None
+                session.voice = None
+                session.check_voice()
+            else:
+                raise ProtocolError(f"unknown message type {kind!r}; expected Text, Voice or Eos")
+        session.wait(timeout=5)
+    except ProtocolError as exc:
+        if session is not None:
+            session.cancel()
+        error_and_close(str(exc))
+    except ConnectionClosed:
+        if session is not None:
+            session.cancel()
+    except Exception:
+        logger.exception("text stream failed")
+        if session is not None:
+            session.cancel()
+        error_and_close("internal error; see the server log")
+    finally:
+        if session is not None and not session.ended:
+            session.cancel()
+
+
+@sock.route("/ws/tts", bp=bp)
+def json_streaming(ws):
+    """This service's variant: JSON text messages in, binary 16-bit PCM and JSON events out."""
+    send_lock = threading.Lock()
+
+    def send_json(message: dict) -> None:
+        with send_lock:
+            ws.send(json.dumps(message))
+
+    def send_pcm(pcm) -> None:
+        with send_lock:
+            ws.send(audio.to_pcm16(pcm))
+
+    def error_and_close(message: str) -> None:
+        try:
+            send_json({"type": "error", "message": message})
+            ws.close(reason=1000, message=message[:120])
+        except ConnectionClosed:
+            pass
+
+    if not _authorized():
+        return error_and_close("Missing or wrong API key.")
+    session = None
+    try:
+        args = request.args
+        settings = current_app.extensions["tts_settings"]
+        route = _route(args.get("language") or settings.default_language)
+        failed = threading.Event()
+
+        def on_error(message: str) -> None:
+            failed.set()
+            error_and_close(message)
+
+        def on_done(duration: float) -> None:
+            send_json({"type": "done", "duration": round(duration, 3)})
+            ws.close(reason=1000, message="done")
+
+        session = TextSession(
+            route, args.get("voice") or None, None, on_audio=send_pcm,
+            on_word=lambda word, start, end: send_json({"type": "word", "word": word, "start": round(start, 3),
+                                                        "end": round(end, 3)}),
+            on_done=on_done, on_error=on_error)
+        session.check_voice()
+        engine = route.engine
+        send_json({"type": "ready", "sample_rate": engine.sample_rate, "format": "pcm_s16le",
+                   "provider": engine.provider, "model": engine.model_id, "language": route.language})
+        while not failed.is_set():
+            data = ws.receive(timeout=0.5)
+            if data is None:
+                if session.ended and session._thread is not None and not session._thread.is_alive():
+                    break
+                continue
+            try:
+                message = json.loads(data)
+            except (TypeError, ValueError):
+                raise ProtocolError("messages must be JSON text such as {\"type\": \"text\", \"text\": \"Hola\"}") from None
+            if not isinstance(message, dict):
+                raise ProtocolError("a message must be a JSON object with a 'type'")
+            kind = message.get("type")
+            if kind == "text":
+                session.add_text(message.get("text", ""))
+            elif kind == "end":
+                session.end()
+            else:
+                raise ProtocolError(f"unknown message type {kind!r}; expected 'text' or 'end'")
+        session.wait(timeout=5)
+    except ProtocolError as exc:
+        if session is not None:
+            session.cancel()
+        error_and_close(str(exc))
+    except ConnectionClosed:
+        if session is not None:
+            session.cancel()
+    except Exception:
+        logger.exception("text stream failed")
+        if session is not None:
+            session.cancel()
+        error_and_close("internal error; see the server log")
+    finally:
+        if session is not None and not session.ended:
+            session.cancel()
