@@ -31,8 +31,9 @@ def create_app(settings: Settings | None = None, *, start: bool = True, **overri
     app.extensions["tts_limiter"] = security.install(app, settings, metrics)
     metrics.install(app)
 
-    from .routes import health, stream, tts
+    from .routes import health, stream, tts, voices
     app.register_blueprint(health.bp)
+    app.register_blueprint(voices.bp)
     app.register_blueprint(tts.bp)
     app.register_blueprint(stream.bp)
     app.register_blueprint(openapi.bp)

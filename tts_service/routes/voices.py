@@ -1,0 +1,18 @@
+"""GET /voices: per language, the voices that can be asked for and the default one."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+bp = Blueprint("voices", __name__)
+
+
+@bp.get("/voices")
+def voices():
+    router = current_app.extensions["tts_router"]
+    languages = {}
+    for language, route in sorted(router.routes.items()):
+        names, default = route.engine.voices(language)
+        languages[language] = {"engine": route.engine.provider, "model": route.engine.model_id,
+                               "voices": names, "default": default}
+    return jsonify({"languages": languages})
