@@ -138,3 +138,19 @@ def test_pocket_streams_too(both):
     assert response.status_code == 200
     assert response.headers["X-TTS-Provider"] == "Kyutai Pocket TTS"
     assert len(response.data) > 24000
+
+
+def test_one_voice_folder_serves_both_engines(make_app, tiny_env, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    folder = tmp_path / "voices"
+    folder.mkdir()
+    shutil.copy(Path(tiny_env["TTS_VOICE_DIR"]) / "tiny-es.wav", folder / "maria.wav")
+    shutil.copy(tiny_env["TTS_DSM_VOICE"], folder / "narrator.safetensors")
+    client = make_app({**tiny_env, "TTS_ROUTES": "es=pocket,en=dsm", "TTS_POCKET_LANGUAGES": "es",
+                       "TTS_VOICE_DIR": str(folder), "TTS_POCKET_VOICE": "maria"}).test_client()
+    listing = client.get("/voices").get_json()["languages"]
+    assert listing["es"]["voices"] == ["maria"]
+    assert "narrator" in listing["en"]["voices"] and "maria" not in listing["en"]["voices"]
+    assert client.post("/tts", json={"text": "Hi.", "language": "en", "voice": "narrator"}).status_code == 200

@@ -15,6 +15,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def is_speaker_embedding(path) -> bool:
+    """DSM voices are `speaker_wavs` embeddings; other .safetensors (Pocket TTS states) are not."""
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), framework="numpy") as handle:
+            return "speaker_wavs" in handle.keys()
+    except Exception:
+        return False
+
+
 class EngineError(Exception):
     """The engine cannot serve: not loaded, failed to load, or broke."""
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..config import Settings
 from ..hub import ModelDownloadError, download, dsm_checkpoint_info, looks_like_path
-from .base import Engine, SynthesisRequest, UnknownVoiceError
+from .base import Engine, SynthesisRequest, UnknownVoiceError, is_speaker_embedding
 
 if TYPE_CHECKING:
     from ..scheduler import Job
@@ -100,7 +100,7 @@ class DsmEngine(Engine):
         if self._voice_dir is None or not self._voice_dir.is_dir():
             return {}
         return {p.name[: -len(VOICE_SUFFIX)].split(".")[0]: p
-                for p in sorted(self._voice_dir.glob(f"*{VOICE_SUFFIX}"))}
+                for p in sorted(self._voice_dir.glob(f"*{VOICE_SUFFIX}")) if is_speaker_embedding(p)}
 
     # -- loading ---------------------------------------------------------------------------
     def _load(self) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..config import Settings
 from ..hub import ModelDownloadError, download
-from .base import Engine, SynthesisRequest, UnknownVoiceError
+from .base import Engine, SynthesisRequest, UnknownVoiceError, is_speaker_embedding
 
 if TYPE_CHECKING:
     from ..scheduler import Job
@@ -117,7 +117,8 @@ class PocketEngine(Engine):
         if self._voice_dir is None or not self._voice_dir.is_dir():
             return {}
         return {p.stem: p for p in sorted(self._voice_dir.iterdir())
-                if p.suffix.lower() in VOICE_FILES + STATE_FILES}
+                if p.suffix.lower() in VOICE_FILES
+                or (p.suffix.lower() in STATE_FILES and not is_speaker_embedding(p))}
 
     def voices(self, language: str) -> tuple[list[str], str | None]:
         names = [self._predefined_voice] if self._predefined_voice else []
