@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 
 from . import openapi, security
+from .cache import AudioCache
 from .config import Settings
 from .metrics import Metrics
 from .errors import register_error_handlers
@@ -23,6 +24,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True, **overri
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.extensions["tts_settings"] = settings
+    app.extensions["tts_cache"] = AudioCache(settings.cache_bytes) if settings.cache_bytes else None
     metrics = Metrics()
     app.extensions["tts_metrics"] = metrics
     router = Router(settings, metrics=metrics)
@@ -31,8 +33,9 @@ def create_app(settings: Settings | None = None, *, start: bool = True, **overri
     app.extensions["tts_limiter"] = security.install(app, settings, metrics)
     metrics.install(app)
 
-    from .routes import health, stream, tts, voices
+    from .routes import health, openai as openai_routes, stream, tts, voices
     app.register_blueprint(health.bp)
+    app.register_blueprint(openai_routes.bp)
     app.register_blueprint(voices.bp)
     app.register_blueprint(tts.bp)
     app.register_blueprint(stream.bp)

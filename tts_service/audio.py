@@ -15,6 +15,7 @@ FORMATS: dict[str, tuple[str, str | None, str]] = {
     "mp3": ("MP3", "MPEG_LAYER_III", "audio/mpeg"),
     "opus": ("OGG", "OPUS", "audio/ogg"),
     "pcm": ("RAW", "PCM_16", "audio/L16"),
+    "aac": ("ADTS", "AAC", "audio/aac"),  # libsndfile has no AAC: written with PyAV (FFmpeg)
 }
 
 
@@ -28,6 +29,8 @@ def encode(audio: np.ndarray, sample_rate: int, fmt: str = "wav") -> bytes:
     """Encode mono float audio into `fmt` (a key of FORMATS)."""
     if fmt == "pcm":
         return to_pcm16(audio)
+    if fmt == "aac":
+        return _encode_aac(audio, sample_rate)
     container, subtype, _ = FORMATS[fmt]
     buffer = io.BytesIO()
     data = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
@@ -58,3 +61,54 @@ def streaming_wav_header(sample_rate: int, channels: int = 1) -> bytes:
 
 def is_silent(audio: np.ndarray, threshold: float = 1e-4) -> bool:
     return audio.size == 0 or float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) < threshold
+
+
+def _encode_aac(audio: np.ndarray, sample_rate: int) -> bytes:
+    """AAC in ADTS frames (what OpenAI's `aac` format is), through PyAV's bundled FFmpeg."""
+    import av
+
+    buffer = io.BytesIO()
+    data = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)[None, :]
+    with av.open(buffer, "w", format="adts") as container:
+        stream = container.add_stream("aac", rate=sample_rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(data, format="flt", layout="mono")
+        frame.sample_rate = sample_rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def change_speed(audio: np.ndarray, sample_rate: int, speed: float) -> np.ndarray:
+    """Faster or slower speech at the same pitch, with FFmpeg's atempo filter (through PyAV)."""
+    import av
+
+    if speed == 1.0 or audio.size == 0:
+        return audio
+    graph = av.filter.Graph()
+    node = graph.add_abuffer(format="flt", sample_rate=sample_rate, layout="mono")
+    source = node
+    remaining = speed
+    # atempo takes 0.5 to 2.0 per stage; chain stages for the rest of OpenAI's 0.25-4.0 range.
+    while remaining > 2.0 or remaining < 0.5:
+        step = 2.0 if remaining > 2.0 else 0.5
+        stage = graph.add("atempo", str(step))
+        node.link_to(stage)
+        node, remaining = stage, remaining / step
+    stage = graph.add("atempo", f"{remaining:.6f}")
+    node.link_to(stage)
+    sink = graph.add("abuffersink")
+    stage.link_to(sink)
+    graph.configure()
+    frame = av.AudioFrame.from_ndarray(np.asarray(audio, dtype=np.float32)[None, :], format="flt", layout="mono")
+    frame.sample_rate = sample_rate
+    source.push(frame)
+    source.push(None)
+    out = []
+    while True:
+        try:
+            out.append(sink.pull().to_ndarray()[0])
+        except (av.error.BlockingIOError, av.error.EOFError, EOFError):
+            break
+    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, dtype=np.float32)

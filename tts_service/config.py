@@ -172,6 +172,10 @@ class Settings:
                                 "Reverse proxies in front whose X-Forwarded-For is trusted for the client address.")
     max_body_bytes: int = _setting("TTS_MAX_BODY_BYTES", 262144, _positive(int),
                                    "Largest request body accepted; larger is a 413.")
+    clean_text: bool = _setting("TTS_CLEAN_TEXT", True, _bool,
+                                "Turn Markdown, emoji, URLs and symbols into speakable text (per request: \"clean\").")
+    cache_bytes: int = _setting("TTS_CACHE_BYTES", 64 * 1024 * 1024, _non_negative(int),
+                                "Memory for cached audio, in bytes; 0 disables the cache.")
     log_file: str = _setting("TTS_LOG_FILE", "tts.log",
                              doc="Rotating log file (10 MB x 5) besides stdout; empty for stdout only.")
 

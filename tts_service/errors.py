@@ -40,8 +40,20 @@ def request_id() -> str:
     return g.request_id
 
 
+OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
+                413: "invalid_request_error", 415: "invalid_request_error", 429: "rate_limit_error",
+                503: "server_error", 500: "server_error"}
+
+
 def error_response(error: ApiError) -> Response:
-    body = {"error": error.message, **error.extra, "request_id": request_id()}
+    if request.path.startswith("/v1/"):
+        # OpenAI's error shape, so that OpenAI clients show the message.
+        extra = dict(error.extra)
+        body = {"error": {"message": error.message, "type": OPENAI_TYPES.get(error.status, "invalid_request_error"),
+                          "param": extra.pop("param", None), "code": extra.pop("code", None), **extra},
+                "request_id": request_id()}
+    else:
+        body = {"error": error.message, **error.extra, "request_id": request_id()}
     response = jsonify(body)
     response.status_code = error.status
     for name, value in error.headers.items():

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 
 from ..config import Settings
 from ..hub import ModelDownloadError, download
+from ..text import split_sentences
 from .base import Engine, SynthesisRequest, UnknownVoiceError, is_speaker_embedding
 
 if TYPE_CHECKING:
@@ -32,25 +32,6 @@ PACKAGE_LANGUAGES = {"en": "english", "fr": "french", "de": "german", "it": "ita
                      "pt": "portuguese", "es": "spanish", "nl": "dutch"}
 VOICE_FILES = (".wav", ".mp3", ".flac", ".ogg")
 STATE_FILES = (".safetensors",)
-# A sentence ends at . ! ? … followed by space, unless the dot belongs to a number or a short abbreviation.
-_BOUNDARY = re.compile(r"(?<=[.!?…])[\"'»”)\]]*\s+")
-_ABBREVIATION = re.compile(r"(?:\b(?:Sr|Sra|Srta|Dr|Dra|Mr|Mrs|Ms|St|etc|vs|p\.ej|e\.g|i\.e|No|núm|Ud|Uds)|\b[A-Z])\.$",
-                           re.IGNORECASE)
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences to speak one at a time; abbreviations and decimals stay whole."""
-    pieces, start = [], 0
-    for match in _BOUNDARY.finditer(text):
-        candidate = text[start:match.start()]
-        if _ABBREVIATION.search(candidate):
-            continue
-        pieces.append(candidate.strip())
-        start = match.end()
-    pieces.append(text[start:].strip())
-    return [p for p in pieces if p]
-
-
 @dataclass
 class PocketPrepared:
     sentences: list[str]

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from flask import Blueprint, current_app, jsonify, request
 
-from .. import audio
 from ..engines.base import SynthesisRequest, UnknownVoiceError
+from ..synthesis import prepare_text, render
 from ..errors import ApiError, bad_request, request_id, unavailable
 from ..routing import Route, UnsupportedLanguageError, normalize_language
 from ..scheduler import EngineUnavailableError, Job, JobCancelled, QueueFullError
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 bp = Blueprint("tts", __name__)
 
-TTS_FORMATS = ("wav", "flac", "mp3", "opus", "pcm")
+TTS_FORMATS = ("wav", "flac", "mp3", "opus", "aac", "pcm")
 
 
 @dataclass
@@ -28,6 +28,7 @@ class ParsedRequest:
     route: Route
     format: str
     words: bool
+    characters: int = 0
 
 
 def json_body() -> dict:
@@ -78,9 +79,13 @@ def parse_tts_body(body: dict) -> ParsedRequest:
     words = body.get("words", body.get("timestamps", False))
     if not isinstance(words, bool):
         raise bad_request("'words' must be true or false.")
-    synthesis = SynthesisRequest(text=text.strip(), language=language, voice=voice,
+    clean = body.get("clean", settings.clean_text)
+    if not isinstance(clean, bool):
+        raise bad_request("'clean' must be true or false.")
+    spoken = prepare_text(text, language, clean)
+    synthesis = SynthesisRequest(text=spoken, language=language, voice=voice,
                                  max_audio_seconds=settings.max_audio_seconds)
-    return ParsedRequest(synthesis, route, fmt, words)
+    return ParsedRequest(synthesis, route, fmt, words, characters=len(text))
 
 
 def submit(parsed: ParsedRequest) -> Job:
@@ -109,33 +114,50 @@ def job_error(error: BaseException) -> ApiError:
     return ApiError(500, "Internal error while synthesizing; see the server log.", fallback=True)
 
 
+def render_audio(parsed: ParsedRequest, speed: float = 1.0):
+    """Synthesize (or fetch from the cache) and encode; errors become JSON answers."""
+    settings = current_app.extensions["tts_settings"]
+    cache = current_app.extensions.get("tts_cache")
+    metrics = current_app.extensions.get("tts_metrics")
+
+    def submit_piece(request_: SynthesisRequest) -> Job:
+        return submit(ParsedRequest(request_, parsed.route, parsed.format, parsed.words))
+
+    try:
+        entry, hit = render(parsed.route, settings, cache, text=parsed.synthesis.text,
+                            language=parsed.synthesis.language, voice=parsed.synthesis.voice,
+                            fmt=parsed.format, speed=speed, submit=submit_piece)
+    except ApiError:
+        raise
+    except Exception as exc:
+        raise job_error(exc) from None
+    if metrics is not None and cache is not None:
+        metrics.cache.labels("hit" if hit else "miss").inc()
+    return entry, hit
+
+
 @bp.post("/tts")
 def tts():
     parsed = parse_tts_body(json_body())
-    job = submit(parsed)
-    try:
-        result = job.result()
-    except Exception as exc:
-        raise job_error(exc) from None
-    finally:
-        job.cancel()  # no-op when finished; frees the slot if this thread is leaving early
+    entry, hit = render_audio(parsed)
     engine = parsed.route.engine
-    encoded = audio.encode(result.audio, result.sample_rate, parsed.format)
+    meta = entry.meta
     body = {
-        "audioContent": base64.b64encode(encoded).decode("ascii"),
+        "audioContent": base64.b64encode(entry.audio).decode("ascii"),
         "provider": engine.provider,
         "model": engine.model_id,
         "language": parsed.synthesis.language,
-        "characters": len(parsed.synthesis.text),
-        "sample_rate": result.sample_rate,
+        "characters": parsed.characters,
+        "sample_rate": meta["sample_rate"],
         "format": parsed.format,
-        "duration": round(len(result.audio) / result.sample_rate, 3),
-        "voice": getattr(parsed.synthesis.prepared, "voice_name", parsed.synthesis.voice),
-        "truncated": result.truncated,
+        "duration": meta["duration"],
+        "voice": meta["voice"],
+        "truncated": meta["truncated"],
         "request_id": request_id(),
     }
     if parsed.words:
-        body["words"] = [{"word": w.word, "start": round(w.start, 3),
-                          "end": round(w.end if w.end is not None else body["duration"], 3)}
-                         for w in result.words]
-    return jsonify(body)
+        body["words"] = meta["words"]
+        body["pieces"] = meta["pieces"]
+    response = jsonify(body)
+    response.headers["X-Cache"] = "hit" if hit else "miss"
+    return response

@@ -1,0 +1,112 @@
+"""Whole-text synthesis for /tts and the OpenAI route: speakable text, pieces, pauses, cache."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import audio
+from .cache import AudioCache, CachedAudio
+from .engines.base import SynthesisRequest, WordTiming
+from .routing import Route
+from .scheduler import Job
+from .text import group_sentences, speakable, split_sentences
+
+logger = logging.getLogger(__name__)
+
+PAUSE_SECONDS = 0.15
+
+
+@dataclass
+class Synthesis:
+    audio: np.ndarray
+    sample_rate: int
+    words: list[WordTiming]
+    truncated: bool
+    voice: str | None
+    pieces: list[float] = field(default_factory=list)  # duration of each piece, in order
+
+
+def prepare_text(text: str, language: str, clean: bool) -> str:
+    spoken = speakable(text, language) if clean else text.strip()
+    return spoken or text.strip()
+
+
+def pieces_for(route: Route, text: str) -> list[str]:
+    """DSM generates pieces side by side in its batch; Pocket TTS already works sentence by sentence."""
+    if route.key != "dsm":
+        return [text]
+    sentences = split_sentences(text)
+    return group_sentences(sentences, groups=max(1, route.engine.max_slots // 2))
+
+
+def synthesize(route: Route, text: str, language: str, voice: str | None, max_audio_seconds: float,
+               submit) -> Synthesis:
+    """Speak `text` as one or more jobs on the route's worker and join them in order."""
+    jobs: list[Job] = []
+    try:
+        for piece in pieces_for(route, text):
+            jobs.append(submit(SynthesisRequest(text=piece, language=language, voice=voice,
+                                                max_audio_seconds=max_audio_seconds)))
+        results = [job.result() for job in jobs]
+    finally:
+        for job in jobs:
+            job.cancel()
+    rate = results[0].sample_rate
+    pause = np.zeros(int(PAUSE_SECONDS * rate), dtype=np.float32)
+    chunks, words, durations, offset = [], [], [], 0
+    for index, result in enumerate(results):
+        if index:
+            chunks.append(pause)
+            offset += len(pause)
+        chunks.append(result.audio)
+        shift = offset / rate
+        words += [WordTiming(w.word, w.start + shift, (w.end if w.end is not None else len(result.audio) / rate) + shift)
+                  for w in result.words]
+        durations.append(len(result.audio) / rate)
+        offset += len(result.audio)
+    joined = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    limit = int(max_audio_seconds * rate)
+    truncated = any(r.truncated for r in results) or len(joined) > limit
+    joined = joined[:limit]
+    prepared = jobs[0].request.prepared if jobs else None
+    return Synthesis(joined, rate, words, truncated, getattr(prepared, "voice_name", voice), durations)
+
+
+def cache_key(route: Route, settings, text: str, language: str, voice: str | None, fmt: str,
+              speed: float) -> str:
+    engine = route.engine
+    sampling = {"temperature": settings.dsm_temperature, "n_q": settings.dsm_n_q, "cfg": settings.dsm_cfg_coef} \
+        if route.key == "dsm" else {}
+    return AudioCache.key(engine=route.key, model=engine.model_id, language=language,
+                          voice=voice or engine.voices(language)[1], text=text, format=fmt, speed=speed,
+                          max_seconds=settings.max_audio_seconds, **sampling)
+
+
+def render(route: Route, settings, cache: AudioCache | None, *, text: str, language: str, voice: str | None,
+           fmt: str, speed: float, submit) -> tuple[CachedAudio, bool]:
+    """Encoded audio and its description, from the cache when possible; returns (entry, was_hit)."""
+    key = cache_key(route, settings, text, language, voice, fmt, speed) if cache is not None else None
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit, True
+    result = synthesize(route, text, language, voice, settings.max_audio_seconds, submit)
+    samples, words = result.audio, result.words
+    if speed != 1.0:
+        samples = audio.change_speed(samples, result.sample_rate, speed)
+        words = [WordTiming(w.word, w.start / speed, (w.end or 0) / speed) for w in words]
+    meta = {
+        "sample_rate": result.sample_rate,
+        "duration": round(len(samples) / result.sample_rate, 3),
+        "voice": result.voice,
+        "truncated": result.truncated,
+        "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end or 0, 3)} for w in words],
+        "pieces": [round(d, 3) for d in result.pieces],
+    }
+    entry = CachedAudio(audio.encode(samples, result.sample_rate, fmt), meta)
+    if cache is not None:
+        cache.put(key, entry)
+    return entry, False
