@@ -47,6 +47,7 @@ def _common_voices(router) -> list[str]:
 
 
 def build_spec(app) -> dict:
+    from .routes.openai import OPENAI_MODELS, OPENAI_VOICES, RESPONSE_FORMATS
     from .routes.stream import STREAM_FORMATS
     from .routes.tts import TTS_FORMATS
 
@@ -93,14 +94,17 @@ def build_spec(app) -> dict:
             "summary": "OpenAI-compatible speech synthesis.",
             "security": secured,
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "required": ["input"],
+                "type": "object", "required": ["input"], "additionalProperties": False,
                 "properties": {
-                    "model": {"type": "string"}, "input": {"type": "string", "minLength": 1,
-                                                           "maxLength": settings.max_chars},
-                    "voice": {"type": "string"},
-                    "response_format": {"type": "string", "enum": ["mp3", "opus", "aac", "flac", "wav", "pcm"]},
+                    "model": {"type": "string", "enum": list(OPENAI_MODELS) + ["auto"],
+                              "description": "OpenAI's names, 'auto', or this service's engine and model ids."},
+                    "input": {"type": "string", "minLength": 1, "maxLength": settings.max_chars, "pattern": r"\S"},
+                    "voice": {"type": "string", "enum": list(OPENAI_VOICES) + voices,
+                              "description": "OpenAI's voice names map to the language's default voice."},
+                    "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS)},
                     "speed": {"type": "number", "minimum": 0.25, "maximum": 4.0},
-                    "language": {"type": "string"}}}}}},
+                    "language": {"type": "string", "enum": router.languages},
+                    "clean": {"type": "boolean"}}}}}},
             "responses": {"200": {"description": "Binary audio.",
                                   "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in AUDIO_TYPES}},
                           **_errors(400, 401, 413, 415, 429, 500, 503, schema={"$ref": "#/components/schemas/OpenAIError"})}}},
