@@ -33,8 +33,9 @@ def create_app(settings: Settings | None = None, *, start: bool = True, **overri
     app.extensions["tts_limiter"] = security.install(app, settings, metrics)
     metrics.install(app)
 
-    from .routes import health, openai as openai_routes, stream, tts, voices
+    from .routes import health, openai as openai_routes, stream, tts, voices, web
     app.register_blueprint(health.bp)
+    app.register_blueprint(web.bp)
     app.register_blueprint(openai_routes.bp)
     app.register_blueprint(voices.bp)
     app.register_blueprint(tts.bp)
