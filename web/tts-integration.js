@@ -418,6 +418,7 @@
           } else if (message.type === 'word') {
             self._emit('word', message);
           } else if (message.type === 'done') {
+            playback.received = true;
             var finish = function () { var r = Object.assign({ stopped: playback.stopped }, info); self._emit('end', r); settle(r); };
             playback.finishers.push(finish);
             if (lastSource) lastSource.onended = finish; else finish();
@@ -443,7 +444,15 @@
           self._emit('start', info);
         }
       };
-      socket.onerror = function () { clearTimeout(timer); fallback('WebSocket ' + url + ' failed'); };
+      // Once 'done' has arrived, whatever happens to the socket no longer matters.
+      socket.onerror = function () {
+        clearTimeout(timer);
+        if (!playback.received) fallback('WebSocket ' + url + ' failed');
+      };
+      socket.onclose = function () {
+        clearTimeout(timer);
+        if (!playback.received && !playback.stopped) fallback('WebSocket ' + url + ' closed before the end');
+      };
     });
 
     function send(message) {

@@ -1,0 +1,161 @@
+"""The demo page and web/tts-integration.js in Debian's Chromium, driven by Playwright, against the real service."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from conftest import ROOT, wait_ready
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+
+# Record what the page plays and what it asks the browser's own voice to say (headless Chromium
+# has no speech voices, so speechSynthesis.speak is recorded and answered with start/end events).
+INSTRUMENT = """
+window.__played = [];
+window.__stoppedSources = 0;
+const realStart = AudioBufferSourceNode.prototype.start;
+AudioBufferSourceNode.prototype.start = function (...args) {
+  window.__played.push({ duration: this.buffer ? this.buffer.duration : 0 });
+  return realStart.apply(this, args);
+};
+const realStop = AudioBufferSourceNode.prototype.stop;
+AudioBufferSourceNode.prototype.stop = function (...args) {
+  window.__stoppedSources += 1;
+  return realStop.apply(this, args);
+};
+window.__spoken = [];
+window.__cancelled = 0;
+speechSynthesis.speak = function (utterance) {
+  window.__spoken.push({ text: utterance.text, lang: utterance.lang });
+  setTimeout(() => {
+    utterance.onstart && utterance.onstart(new Event('start'));
+    setTimeout(() => utterance.onend && utterance.onend(new Event('end')), 50);
+  }, 10);
+};
+speechSynthesis.cancel = function () { window.__cancelled += 1; };
+"""
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+
+
+@pytest.fixture(scope="module")
+def service(tiny_env):
+    from tts_service import create_app
+    from tts_service.config import Settings
+
+    app = create_app(Settings.from_env({**tiny_env, "TTS_ROUTES": "en=dsm,es=pocket", "TTS_POCKET_LANGUAGES": "es",
+                                        "TTS_DEFAULT_LANGUAGE": "es"}))
+    wait_ready(app.test_client())
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", server
+    server.shutdown()
+    app.extensions["tts_router"].stop(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, service):
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    context.add_init_script(INSTRUMENT)
+    page = context.new_page()
+    page.goto(f"{service[0]}/web/")
+    page.wait_for_function("window.KyutaiTTS !== undefined")
+    yield page
+    context.close()
+
+
+def test_speaking_plays_the_services_audio_at_its_length(page):
+    page.click("#speak")
+    page.wait_for_function("document.getElementById('provider').textContent === 'Kyutai Pocket TTS'", timeout=60000)
+    page.wait_for_function("document.getElementById('message').textContent === 'Listo.'", timeout=60000)
+    played = page.evaluate("window.__played")
+    answer = page.evaluate("""fetch('/tts', {method: 'POST', headers: {'Content-Type': 'application/json'},
+        body: JSON.stringify({text: document.getElementById('text').value, language: 'es'})}).then(r => r.json())""")
+    assert len(played) == 1
+    assert played[0]["duration"] == pytest.approx(answer["duration"], abs=0.02)
+    assert page.evaluate("window.__spoken") == []
+    assert page.inner_text("#latency").endswith("ms")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "demo-page.png"), full_page=True)
+
+
+def test_streaming_plays_chunks_as_they_arrive(page):
+    result = page.evaluate("KyutaiTTS.speak('Hello there, this is streamed.', {language: 'en', stream: true})")
+    assert result["provider"] == "Kyutai DSM TTS" and result["fallback"] is False
+    played = page.evaluate("window.__played")
+    assert len(played) > 5, "the stream was not played in pieces"
+    assert sum(p["duration"] for p in played) == pytest.approx(result["duration"], abs=0.01)
+    assert result["duration"] > 0.5
+
+
+def test_text_arriving_in_pieces_is_spoken_over_the_websocket(page):
+    result = page.evaluate("""async () => {
+      const speech = KyutaiTTS.speakStream({language: 'en'});
+      for (const word of 'Hello , the assistant is still writing this answer .'.split(' ')) {
+        speech.write(word + ' ');
+        await new Promise(r => setTimeout(r, 30));
+      }
+      speech.end();
+      return await speech.done;
+    }""")
+    assert result["provider"] == "Kyutai DSM TTS"
+    assert result["duration"] > 0.5
+    assert sum(p["duration"] for p in page.evaluate("window.__played")) == pytest.approx(result["duration"], abs=0.01)
+
+
+def test_unreachable_service_falls_back_to_the_browser_voice(page, service):
+    from conftest import free_port
+
+    page.evaluate(f"KyutaiTTS.configure({{endpoint: 'http://127.0.0.1:{free_port()}/tts'}})")
+    events = page.evaluate("""async () => {
+      const seen = [];
+      KyutaiTTS.on('fallback', (e) => seen.push(e.detail.provider));
+      const result = await KyutaiTTS.speak('Hola, ¿me oyes?', {language: 'es'});
+      return {result, seen};
+    }""")
+    assert events["result"]["provider"] == "Web Speech API" and events["result"]["fallback"] is True
+    assert events["seen"] == ["Web Speech API"]
+    assert page.evaluate("window.__spoken") == [{"text": "Hola, ¿me oyes?", "lang": "es-ES"}]
+    assert page.evaluate("window.__played") == []
+
+
+def test_fallback_when_the_service_answers_with_an_error(page):
+    result = page.evaluate("KyutaiTTS.speak('Good evening.', {language: 'fr', voice: 'nobody'})")
+    assert result["provider"] == "Web Speech API"
+    assert page.evaluate("window.__spoken")[0]["lang"] == "fr-FR"
+
+
+def test_stop_stops_playback(page):
+    outcome = page.evaluate("""async () => {
+      const speaking = KyutaiTTS.speak('Hola. ' + 'Esta frase es bastante larga para poder detenerla. '.repeat(3),
+                                       {language: 'es'});
+      await new Promise((resolve) => KyutaiTTS.on('start', resolve));
+      KyutaiTTS.stop();
+      return await speaking;
+    }""")
+    assert outcome["stopped"] is True
+    assert page.evaluate("window.__stoppedSources") >= 1
+    assert page.evaluate("window.__spoken") == [], "stopping must not fall back to another voice"
+
+
+def test_the_client_also_loads_as_an_es_module(page):
+    kinds = page.evaluate("""import('/web/tts-integration.mjs').then((m) =>
+        [typeof m.speak, typeof m.default.TTSClient, m.TTS_CONFIG === window.KyutaiTTS.TTS_CONFIG])""")
+    assert kinds == ["function", "function", True]
