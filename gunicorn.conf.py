@@ -6,7 +6,6 @@ On SIGTERM gunicorn stops accepting connections, lets in-flight requests (stream
 finish for up to `graceful_timeout` seconds, then the worker's models are released.
 """
 
-import os
 import sys
 
 from tts_service.config import ConfigError, Settings
@@ -20,7 +19,7 @@ except ConfigError as exc:
 bind = f"{_settings.host}:{_settings.port}" if ":" not in _settings.host else f"[{_settings.host}]:{_settings.port}"
 workers = 1  # never more: each process would load its own copy of every model
 worker_class = "gthread"
-threads = int(os.environ.get("TTS_HTTP_THREADS", "64"))
+threads = _settings.http_threads
 timeout = 120
 graceful_timeout = int(_settings.request_timeout) + 10
 keepalive = 5

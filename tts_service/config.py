@@ -176,6 +176,8 @@ class Settings:
                                 "Turn Markdown, emoji, URLs and symbols into speakable text (per request: \"clean\").")
     cache_bytes: int = _setting("TTS_CACHE_BYTES", 64 * 1024 * 1024, _non_negative(int),
                                 "Memory for cached audio, in bytes; 0 disables the cache.")
+    http_threads: int = _setting("TTS_HTTP_THREADS", 64, _positive(int),
+                                 "gunicorn threads for HTTP I/O (the models have their own worker threads).")
     log_file: str = _setting("TTS_LOG_FILE", "tts.log",
                              doc="Rotating log file (10 MB x 5) besides stdout; empty for stdout only.")
 

@@ -1,0 +1,37 @@
+"""Settings: defaults, validation that names the variable, and the README table kept true."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import ROOT
+from tts_service.config import ConfigError, Settings
+
+
+def test_defaults_follow_the_original_setup():
+    settings = Settings.from_env({})
+    assert (settings.host, settings.port) == ("0.0.0.0", 5001)
+    assert settings.dsm_model == "kyutai/tts-1.6b-en_fr"
+    assert settings.dsm_voice_repo == "kyutai/tts-voices"
+    assert settings.default_language == "es"
+    assert settings.device == "auto"
+
+
+@pytest.mark.parametrize("name, value", [
+    ("PORT", "0"), ("PORT", "http"), ("TTS_DSM_N_Q", "33"), ("TTS_DSM_TEMPERATURE", "-1"),
+    ("TTS_MAX_CHARS", "0"), ("TTS_DEVICE", "gpu"), ("TTS_ROUTES", "es"), ("TTS_RATE_LIMIT", "lots"),
+    ("TTS_POCKET_LANGUAGES", "spanish!"), ("TTS_CLEAN_TEXT", "perhaps"),
+])
+def test_bad_values_name_the_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_the_api_key_never_shows_in_a_repr():
+    assert "hunter2" not in repr(Settings.from_env({"TTS_API_KEY": "hunter2"}))
+
+
+def test_readme_documents_every_setting():
+    readme = (ROOT / "README.md").read_text()
+    for variable, default, _ in Settings.documentation():
+        assert f"| `{variable}` |" in readme, f"{variable} is missing from the README's table"
