@@ -13,6 +13,10 @@
  * down or slow, so the browser client speaks with its fallback voice.
  */
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+
+// Bodies are a few kilobytes of text; the service itself refuses more than 256 KiB.
+const MAX_BODY_BYTES = 1024 * 1024;
 
 const PASSED_HEADERS = ['content-type', 'retry-after', 'x-request-id', 'x-sample-rate', 'x-tts-provider',
   'x-tts-model', 'x-tts-language', 'x-cache'];
@@ -44,7 +48,12 @@ async function readBody(req) {
     return JSON.parse(Buffer.isBuffer(req.body) ? req.body.toString('utf8') : String(req.body));
   }
   const chunks = [];
-  for await (const chunk of req) chunks.push(chunk);
+  let size = 0;
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) throw Object.assign(new Error(`larger than ${MAX_BODY_BYTES} bytes`), { status: 413 });
+    chunks.push(chunk);
+  }
   return JSON.parse(Buffer.concat(chunks).toString('utf8'));
 }
 
@@ -73,7 +82,8 @@ export default async function handler(req, res) {
   try {
     body = await readBody(req);
   } catch (error) {
-    sendJson(res, 400, { error: `The request body is not valid JSON: ${error.message}` });
+    if (error.status === 413) sendJson(res, 413, { error: `The request body is ${error.message}.` });
+    else sendJson(res, 400, { error: `The request body is not valid JSON: ${error.message}` });
     return;
   }
   if (!body || typeof body !== 'object' || Array.isArray(body)) {
@@ -109,10 +119,9 @@ export default async function handler(req, res) {
   try {
     if (stream && upstream.ok && upstream.body) {
       clearTimeout(timer); // the stream may outlast the timeout; only its start is bounded
-      req.on('close', () => controller.abort());
-      await new Promise((resolve, reject) => {
-        Readable.fromWeb(upstream.body).on('error', reject).pipe(res).on('finish', resolve).on('error', reject);
-      });
+      // A browser that leaves (stop(), a new speak(), a closed tab) must stop the generation too.
+      res.on('close', () => { if (!res.writableFinished) controller.abort(); });
+      await pipeline(Readable.fromWeb(upstream.body), res);
     } else {
       const data = Buffer.from(await upstream.arrayBuffer());
       clearTimeout(timer);

@@ -94,6 +94,33 @@ def client(dsm_app):
     return dsm_app.test_client()
 
 
+def serve(app):
+    """Serve an app on a real loopback socket in a thread; returns (base_url, server)."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}", server
+
+
+@pytest.fixture
+def live(make_app):
+    """Start an app with overrides on a real socket; yields start(**overrides) -> (base_url, app)."""
+    servers = []
+
+    def start(**overrides):
+        app = make_app(**overrides)
+        base, server = serve(app)
+        servers.append(server)
+        return base, app
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
 def decode_wav(b64: str) -> tuple[np.ndarray, int]:
     """Decode the base64 audio of a /tts answer into samples and sample rate."""
     data, rate = sf.read(io.BytesIO(base64.b64decode(b64)), dtype="float32")

@@ -5,36 +5,17 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import struct
-import threading
 import time
 
 import numpy as np
 import pytest
 import requests
 import soundfile as sf
-from werkzeug.serving import make_server
 
 from conftest import decode_wav, rms
 
 LONG = ("Speech synthesis turns written words into sound, one frame at a time, "
         "and a listener hears the first words while the rest is still being generated.")
-
-
-@pytest.fixture
-def live(make_app):
-    """Serve an app on a real socket; yields (base_url, app)."""
-    servers = []
-
-    def start(**overrides):
-        app = make_app(**overrides)
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}", app
-
-    yield start
-    for server in servers:
-        server.shutdown()
 
 
 def read_stream_wav(data: bytes) -> tuple[np.ndarray, int]:

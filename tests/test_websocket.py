@@ -6,7 +6,6 @@ The Kyutai client here is written from the protocol (websockets + msgpack), not 
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import msgpack
@@ -14,25 +13,16 @@ import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
-from werkzeug.serving import make_server
 
 WORDS = "Hello , this is a sentence that arrives one word at a time from a language model .".split()
 
 
 @pytest.fixture
-def ws_base(make_app):
-    servers = []
-
+def ws_base(live):
     def start(**overrides):
-        app = make_app(**overrides)
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"ws://127.0.0.1:{server.server_port}", app
-
-    yield start
-    for server in servers:
-        server.shutdown()
+        base, app = live(**overrides)
+        return base.replace("http://", "ws://"), app
+    return start
 
 
 def receive_all(ws, timeout=60):

@@ -10,8 +10,10 @@
  *
  * Browsers only play sound after the user has interacted with the page (autoplay policy): the
  * client resumes its AudioContext on the first click or key press, so call speak() from (or
- * after) a user action. When the service errors, times out, is unreachable or answers
- * {"fallback": true}, the text is spoken with speechSynthesis in the right language instead.
+ * after) a user action. A speak() made before any interaction fetches its audio, emits
+ * 'blocked', and plays at the user's next click or key press. When the service errors, times
+ * out, is unreachable or answers {"fallback": true}, the text is spoken with speechSynthesis in
+ * the right language instead.
  */
 (function (global) {
   'use strict';
@@ -72,12 +74,77 @@
     return bytes;
   }
 
+  /**
+   * The format of a 16-bit PCM WAV header and where its samples start, or null while `bytes` is
+   * too short to tell. A streamed WAV gives its sizes as 0xFFFFFFFF ("until the end").
+   */
+  function parseWavHeader(bytes) {
+    if (bytes.length < 12) return null;
+    var view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    var tag = function (at) { return String.fromCharCode(bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]); };
+    if (tag(0) !== 'RIFF' || tag(8) !== 'WAVE') throw TTSError('the audio stream is not a WAV file');
+    var format = null;
+    for (var offset = 12; offset + 8 <= bytes.length;) {
+      var id = tag(offset);
+      var size = view.getUint32(offset + 4, true);
+      if (id === 'data') {
+        if (!format) throw TTSError('the WAV stream has no fmt chunk before its samples');
+        format.dataOffset = offset + 8;
+        return format;
+      }
+      if (offset + 8 + size > bytes.length) return null;
+      if (id === 'fmt ') {
+        var encoding = view.getUint16(offset + 8, true);
+        format = { channels: view.getUint16(offset + 10, true), sampleRate: view.getUint32(offset + 12, true),
+                   bitsPerSample: view.getUint16(offset + 22, true) };
+        if ((encoding !== 1 && encoding !== 0xFFFE) || format.bitsPerSample !== 16 || !format.channels) {
+          throw TTSError('the WAV stream is not 16-bit PCM (format ' + encoding + ', ' + format.bitsPerSample + ' bits)');
+        }
+      }
+      offset += 8 + size + (size % 2);
+    }
+    return null;
+  }
+
   function pcm16ToFloat(bytes) {
     var view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength - (bytes.byteLength % 2));
     var out = new Float32Array(view.byteLength / 2);
     for (var i = 0; i < out.length; i++) out[i] = view.getInt16(i * 2, true) / 32768;
     return out;
   }
+
+  /** Plays PCM chunks back to back on an AudioContext as they arrive. */
+  function PcmPlayer(context, rate, playback, onFirstSound) {
+    this.context = context;
+    this.rate = rate;
+    this.playback = playback;
+    this.onFirstSound = onFirstSound;
+    this.nextTime = 0;
+    this.duration = 0;
+    this.lastSource = null;
+  }
+  PcmPlayer.prototype.play = function (samples) {
+    if (!samples.length || this.playback.stopped) return;
+    var context = this.context;
+    var buffer = context.createBuffer(1, samples.length, this.rate);
+    buffer.getChannelData(0).set(samples);
+    var source = context.createBufferSource();
+    source.buffer = buffer;
+    source.connect(context.destination);
+    this.nextTime = Math.max(this.nextTime, context.currentTime + 0.05);
+    source.start(this.nextTime);
+    this.nextTime += buffer.duration;
+    this.duration += buffer.duration;
+    this.playback.sources.push(source);
+    var first = this.lastSource === null;
+    this.lastSource = source;
+    if (first && this.onFirstSound) this.onFirstSound();
+  };
+  /** Calls `done` once the last scheduled chunk has played (at once when nothing was played). */
+  PcmPlayer.prototype.whenFinished = function (done) {
+    this.playback.finishers.push(done);
+    if (this.lastSource) this.lastSource.onended = done; else done();
+  };
 
   /** One speak() call: its abort signal, its sounds, and how it ended. */
   function Playback(client) {
@@ -125,25 +192,66 @@
     }
   };
 
+  // Events that count as a user gesture for the autoplay policy (touch sends pointerup and touchend).
+  var GESTURES = ['pointerdown', 'pointerup', 'touchend', 'keydown'];
+
   TTSClient.prototype._unlockOnGesture = function () {
     if (!global.addEventListener) return;
     var self = this;
     var unlock = function () {
-      self.unlock();
-      global.removeEventListener('pointerdown', unlock, true);
-      global.removeEventListener('keydown', unlock, true);
+      self.unlock().then(function (running) {
+        if (!running) return;
+        GESTURES.forEach(function (type) { global.removeEventListener(type, unlock, true); });
+      });
     };
-    global.addEventListener('pointerdown', unlock, true);
-    global.addEventListener('keydown', unlock, true);
+    GESTURES.forEach(function (type) { global.addEventListener(type, unlock, true); });
   };
 
-  /** Create or resume the AudioContext; call it from a click handler to satisfy autoplay rules. */
+  /**
+   * Create or resume the AudioContext; resolves true once sound can play, false while the browser
+   * still blocks it. Call it from a click handler to satisfy the autoplay policy.
+   */
   TTSClient.prototype.unlock = function () {
     if (!features.webAudio) return Promise.resolve(false);
     if (!this.context) this.context = new AudioContextClass();
     var context = this.context;
     if (context.state === 'running') return Promise.resolve(true);
-    return context.resume().then(function () { return context.state === 'running'; }, function () { return false; });
+    // Without a user gesture resume() stays pending until one comes (Chrome): never wait on it alone.
+    var resumed = context.resume().then(function () { return context.state === 'running'; },
+                                        function () { return false; });
+    var checked = new Promise(function (resolve) {
+      setTimeout(function () { resolve(context.state === 'running'); }, 300);
+    });
+    return Promise.race([resumed, checked]);
+  };
+
+  /**
+   * Resolves when the AudioContext plays sound. While the autoplay policy blocks it, emits
+   * 'blocked' once and waits for the user's next click or key press (or for stop()).
+   */
+  TTSClient.prototype._audible = function (playback) {
+    var self = this;
+    var context = this.context;
+    if (context.state === 'running') return Promise.resolve();
+    return new Promise(function (resolve) {
+      var settled = false;
+      var check = function () { if (context.state === 'running') finish(); };
+      var finish = function () {
+        if (settled) return;
+        settled = true;
+        context.removeEventListener('statechange', check);
+        resolve();
+      };
+      context.addEventListener('statechange', check);
+      playback.finishers.push(finish);
+      self.unlock().then(function (running) {
+        if (running) finish();
+        else if (!settled) {
+          self._emit('blocked', { reason: 'autoplay',
+            message: 'The browser blocks sound until the user clicks or presses a key on the page.' });
+        }
+      });
+    });
   };
 
   /** Stop whatever is being spoken, by the service or by the fallback. */
@@ -160,17 +268,21 @@
    * {provider, model, fallback, stopped, firstSoundMs, duration}.
    */
   TTSClient.prototype.speak = function (text, options) {
+    if (typeof text !== 'string' || !text.trim()) {
+      return Promise.reject(TTSError('speak(text): text must be a non-empty string'));
+    }
     this.stop();
     var settings = Object.assign({}, this.config, options || {});
     var playback = new Playback(this);
     this.current = playback;
     var self = this;
     var startedAt = performance.now();
-    if (typeof text !== 'string' || !text.trim()) {
-      return Promise.reject(TTSError('speak(text): text must be a non-empty string'));
-    }
     return this._speakWithService(text, settings, playback, startedAt).catch(function (error) {
-      if (playback.stopped) return { provider: null, fallback: false, stopped: true };
+      if (playback.stopped) {
+        var stopped = { provider: null, fallback: false, stopped: true };
+        self._emit('end', stopped);
+        return stopped;
+      }
       self._emit('error', { error: error, message: error.message });
       if (!settings.fallback || !features.speechSynthesis) throw error;
       self._emit('fallback', { reason: error.message, provider: WEB_SPEECH });
@@ -212,15 +324,22 @@
     var body = { text: text, language: settings.language };
     if (settings.voice) body.voice = settings.voice;
     var useStream = settings.stream && features.streaming && features.webAudio;
-    var url = useStream ? streamUrl(settings) : settings.endpoint;
     if (!features.webAudio) return Promise.reject(TTSError('this browser has no Web Audio API'));
-    return this.unlock().then(function (running) {
-      if (!running) throw TTSError('audio is blocked until the user interacts with the page (autoplay policy)');
-      return self._request(url, body, settings, playback);
-    }).then(function (answer) {
-      return useStream
-        ? self._playStream(answer, settings, playback, startedAt)
-        : self._playWhole(answer, settings, playback, startedAt);
+    // Start the AudioContext now, but ask for the audio at once: if the autoplay policy still
+    // blocks sound, playback waits for the user's next gesture (see _audible).
+    this.unlock();
+    var whole = function () {
+      return self._request(settings.endpoint, body, settings, playback).then(function (answer) {
+        return self._playWhole(answer, settings, playback, startedAt);
+      });
+    };
+    if (!useStream) return whole();
+    return this._request(streamUrl(settings), body, settings, playback).then(function (answer) {
+      return self._playStream(answer, settings, playback, startedAt);
+    }, function (error) {
+      // A service without /tts/stream (or a proxy in front of one) still answers POST /tts.
+      if (!playback.stopped && (error.status === 404 || error.status === 405)) return whole();
+      throw error;
     });
   };
 
@@ -231,7 +350,13 @@
       if (!data || !data.audioContent) throw TTSError('POST ' + settings.endpoint + ' answered without audio', { body: data });
       var bytes = base64ToBytes(data.audioContent);
       return self.context.decodeAudioData(bytes.buffer).then(function (buffer) {
-        if (playback.stopped) return { provider: data.provider, stopped: true, fallback: false };
+        return self._audible(playback).then(function () { return buffer; });
+      }).then(function (buffer) {
+        if (playback.stopped) {
+          var stopped = { provider: data.provider, stopped: true, fallback: false };
+          self._emit('end', stopped);
+          return stopped;
+        }
         var source = self.context.createBufferSource();
         source.buffer = buffer;
         source.connect(self.context.destination);
@@ -256,63 +381,64 @@
     var self = this;
     var response = answer.response;
     var context = this.context;
-    var provider = response.headers.get('X-TTS-Provider') || 'Kyutai TTS';
-    var model = response.headers.get('X-TTS-Model');
-    var rate = parseInt(response.headers.get('X-Sample-Rate') || '24000', 10);
-    var isWav = (response.headers.get('Content-Type') || '').indexOf('wav') >= 0;
+    var type = (response.headers.get('Content-Type') || '').toLowerCase();
+    var format = null; // from the WAV header, or from the headers for raw PCM ("format": "pcm")
+    if (type.indexOf('audio/l16') === 0) {
+      var rate = /rate=(\d+)/.exec(type);
+      format = { sampleRate: parseInt(rate ? rate[1] : response.headers.get('X-Sample-Rate') || '24000', 10),
+                 channels: 1, bitsPerSample: 16, dataOffset: 0 };
+    }
     var reader = response.body.getReader();
     var pending = new Uint8Array(0);
-    var headerSkipped = !isWav;
-    var nextTime = 0;
-    var started = false;
-    var info = { provider: provider, model: model, fallback: false, duration: 0 };
-    var lastSource = null;
-
-    function schedule(samples) {
-      if (!samples.length || playback.stopped) return;
-      var buffer = context.createBuffer(1, samples.length, rate);
-      buffer.copyToChannel ? buffer.copyToChannel(samples, 0) : buffer.getChannelData(0).set(samples);
-      var source = context.createBufferSource();
-      source.buffer = buffer;
-      source.connect(context.destination);
-      nextTime = Math.max(nextTime, context.currentTime + 0.05);
-      source.start(nextTime);
-      nextTime += buffer.duration;
-      info.duration += buffer.duration;
-      playback.sources.push(source);
-      lastSource = source;
-      if (!started) {
-        started = true;
-        answer.clearTimer();
-        info.firstSoundMs = Math.round(performance.now() - startedAt);
-        self._emit('start', info);
+    var info = { provider: response.headers.get('X-TTS-Provider') || 'Kyutai TTS',
+                 model: response.headers.get('X-TTS-Model'), fallback: false, duration: 0 };
+    var player = null;
+    var schedule = function (bytes) {
+      if (!player) {
+        player = new PcmPlayer(context, format.sampleRate, playback, function () {
+          answer.clearTimer();
+          info.firstSoundMs = Math.round(performance.now() - startedAt);
+          self._emit('start', info);
+        });
       }
-    }
+      var samples = pcm16ToFloat(bytes);
+      if (format.channels > 1) { // fold interleaved channels into one
+        var mono = new Float32Array(samples.length / format.channels);
+        for (var i = 0; i < mono.length; i++) {
+          var sum = 0;
+          for (var c = 0; c < format.channels; c++) sum += samples[i * format.channels + c];
+          mono[i] = sum / format.channels;
+        }
+        samples = mono;
+      }
+      player.play(samples);
+      info.duration = player.duration;
+    };
 
     function pump() {
       return reader.read().then(function (chunk) {
-        if (chunk.done) return;
+        if (chunk.done || playback.stopped) return;
         var merged = new Uint8Array(pending.length + chunk.value.length);
         merged.set(pending);
         merged.set(chunk.value, pending.length);
-        if (!headerSkipped) {
-          if (merged.length < 44) { pending = merged; return pump(); }
-          merged = merged.subarray(44);
-          headerSkipped = true;
+        if (!format) {
+          format = parseWavHeader(merged);
+          if (!format) { pending = merged; return pump(); }
+          merged = merged.subarray(format.dataOffset);
         }
-        var usable = merged.length - (merged.length % 2);
-        schedule(pcm16ToFloat(merged.subarray(0, usable)));
+        var frameBytes = 2 * format.channels;
+        var usable = merged.length - (merged.length % frameBytes);
+        schedule(merged.subarray(0, usable));
         pending = merged.slice(usable);
         return pump();
       });
     }
 
-    return pump().then(function () {
-      if (!started) throw TTSError('POST ' + streamUrl(settings) + ' streamed no audio');
+    return this._audible(playback).then(pump).then(function () {
+      if (playback.stopped) return { provider: info.provider, fallback: false, stopped: true };
+      if (!player || !player.lastSource) throw TTSError('POST ' + streamUrl(settings) + ' streamed no audio');
       return new Promise(function (resolve) {
-        var done = function () { resolve(Object.assign({ stopped: playback.stopped }, info)); };
-        playback.finishers.push(done);
-        if (lastSource) lastSource.onended = done; else done();
+        player.whenFinished(function () { resolve(Object.assign({ stopped: playback.stopped }, info)); });
       });
     }).then(function (result) {
       self._emit('end', result);
@@ -320,44 +446,73 @@
     });
   };
 
-  function pickVoice(language) {
-    var voices = global.speechSynthesis.getVoices ? global.speechSynthesis.getVoices() : [];
-    var prefix = language.toLowerCase();
-    var exact = REGIONS[prefix] ? REGIONS[prefix].toLowerCase() : prefix;
-    var match = null;
+  /**
+   * The browser voice for `language`: the exact region when one is asked for ('es-MX'), else the
+   * usual one ('es' -> 'es-ES'), else any voice of the language, preferring the device's own.
+   */
+  function pickVoice(voices, language) {
+    var wanted = String(language || '').toLowerCase().replace('_', '-');
+    var base = wanted.split('-')[0];
+    var preferred = wanted.indexOf('-') > 0 ? wanted : (REGIONS[base] || base).toLowerCase();
+    var best = null;
+    var bestScore = 0;
     for (var i = 0; i < voices.length; i++) {
       var lang = (voices[i].lang || '').toLowerCase().replace('_', '-');
-      if (lang === exact) return voices[i];
-      if (!match && lang.split('-')[0] === prefix) match = voices[i];
+      var score = lang === preferred ? 4 : lang.split('-')[0] === base ? 2 : 0;
+      if (score && voices[i].localService) score += 1;
+      if (score > bestScore) { best = voices[i]; bestScore = score; }
     }
-    return match;
+    return best;
+  }
+
+  var voicesWaited = false;
+
+  /** The browser's voices; Chrome fills the list asynchronously, so wait once, briefly, for it. */
+  function browserVoices() {
+    var synth = global.speechSynthesis;
+    var voices = synth.getVoices();
+    if (voices.length || voicesWaited || !synth.addEventListener) return Promise.resolve(voices);
+    voicesWaited = true;
+    return new Promise(function (resolve) {
+      var done = function () {
+        clearTimeout(timer);
+        synth.removeEventListener('voiceschanged', done);
+        resolve(synth.getVoices());
+      };
+      var timer = setTimeout(done, 500);
+      synth.addEventListener('voiceschanged', done);
+    });
   }
 
   TTSClient.prototype._speakWithBrowser = function (text, settings, playback, startedAt) {
     var self = this;
-    var language = (settings.language || 'es').split('-')[0];
-    return new Promise(function (resolve) {
-      var utterance = new global.SpeechSynthesisUtterance(text);
-      utterance.lang = REGIONS[language] || settings.language;
-      var voice = pickVoice(language);
-      if (voice) utterance.voice = voice;
-      var info = { provider: WEB_SPEECH, model: voice ? voice.name : null, language: utterance.lang, fallback: true };
-      var finished = false;
-      var done = function () {
-        if (finished) return;
-        finished = true;
-        var result = Object.assign({ stopped: playback.stopped }, info);
-        self._emit('end', result);
-        resolve(result);
-      };
-      utterance.onstart = function () {
-        info.firstSoundMs = Math.round(performance.now() - startedAt);
-        self._emit('start', info);
-      };
-      utterance.onend = done;
-      utterance.onerror = done;
-      playback.finishers.push(function () { global.speechSynthesis.cancel(); done(); });
-      global.speechSynthesis.speak(utterance);
+    var language = String(settings.language || 'es').replace('_', '-');
+    var base = language.split('-')[0].toLowerCase();
+    return browserVoices().then(function (voices) {
+      return new Promise(function (resolve) {
+        var utterance = new global.SpeechSynthesisUtterance(text);
+        var voice = pickVoice(voices, language);
+        utterance.lang = voice ? voice.lang : language.indexOf('-') > 0 ? language : REGIONS[base] || language;
+        if (voice) utterance.voice = voice;
+        var info = { provider: WEB_SPEECH, model: voice ? voice.name : null, language: utterance.lang, fallback: true };
+        var finished = false;
+        var done = function () {
+          if (finished) return;
+          finished = true;
+          var result = Object.assign({ stopped: playback.stopped }, info);
+          self._emit('end', result);
+          resolve(result);
+        };
+        utterance.onstart = function () {
+          info.firstSoundMs = Math.round(performance.now() - startedAt);
+          self._emit('start', info);
+        };
+        utterance.onend = done;
+        utterance.onerror = done;
+        playback.finishers.push(function () { global.speechSynthesis.cancel(); done(); });
+        if (playback.stopped) return done();
+        global.speechSynthesis.speak(utterance);
+      });
     });
   };
 
@@ -393,24 +548,28 @@
     }
 
     this.unlock().then(function (running) {
-      if (!running || !features.webSocket) return fallback('audio or WebSocket unavailable in this browser');
+      if (!features.webAudio || !features.webSocket) return fallback('audio or WebSocket unavailable in this browser');
+      // While the autoplay policy blocks sound, the audio queues up and plays at the next gesture.
+      if (!running) self._audible(playback);
       var url = socketUrl(settings) + '?language=' + encodeURIComponent(settings.language) +
         (settings.voice ? '&voice=' + encodeURIComponent(settings.voice) : '');
       socket = new WebSocket(url);
       socket.binaryType = 'arraybuffer';
       playback.socket = socket;
-      var context = self.context;
-      var rate = 24000;
-      var nextTime = 0;
       var info = { provider: null, fallback: false, duration: 0 };
-      var lastSource = null;
+      var player = null;
       var timer = setTimeout(function () { fallback('WebSocket ' + url + ' timed out'); try { socket.close(); } catch (e) {} },
         settings.timeout);
       socket.onmessage = function (event) {
         if (typeof event.data === 'string') {
           var message = JSON.parse(event.data);
           if (message.type === 'ready') {
-            rate = message.sample_rate; info.provider = message.provider; info.model = message.model;
+            info.provider = message.provider; info.model = message.model;
+            player = new PcmPlayer(self.context, message.sample_rate, playback, function () {
+              clearTimeout(timer);
+              info.firstSoundMs = Math.round(performance.now() - startedAt);
+              self._emit('start', info);
+            });
             queue.splice(0).forEach(function (m) { socket.send(m); });
           } else if (message.type === 'error') {
             clearTimeout(timer);
@@ -419,30 +578,13 @@
             self._emit('word', message);
           } else if (message.type === 'done') {
             playback.received = true;
+            info.duration = player ? player.duration : 0;
             var finish = function () { var r = Object.assign({ stopped: playback.stopped }, info); self._emit('end', r); settle(r); };
-            playback.finishers.push(finish);
-            if (lastSource) lastSource.onended = finish; else finish();
+            if (player) player.whenFinished(finish); else finish();
           }
           return;
         }
-        var samples = pcm16ToFloat(new Uint8Array(event.data));
-        if (!samples.length || playback.stopped) return;
-        var buffer = context.createBuffer(1, samples.length, rate);
-        buffer.getChannelData(0).set(samples);
-        var source = context.createBufferSource();
-        source.buffer = buffer;
-        source.connect(context.destination);
-        nextTime = Math.max(nextTime, context.currentTime + 0.05);
-        source.start(nextTime);
-        nextTime += buffer.duration;
-        info.duration += buffer.duration;
-        playback.sources.push(source);
-        lastSource = source;
-        if (info.firstSoundMs === undefined) {
-          clearTimeout(timer);
-          info.firstSoundMs = Math.round(performance.now() - startedAt);
-          self._emit('start', info);
-        }
+        if (player) player.play(pcm16ToFloat(new Uint8Array(event.data)));
       };
       // Once 'done' has arrived, whatever happens to the socket no longer matters.
       socket.onerror = function () {
@@ -486,6 +628,8 @@
     speakStream: function (options) { return client.speakStream(options); },
     stop: function () { return client.stop(); },
     unlock: function () { return client.unlock(); },
+    parseWavHeader: parseWavHeader,
+    pickVoice: pickVoice,
     on: function (type, listener) { client.on(type, listener); return api; },
     off: function (type, listener) { client.off(type, listener); return api; },
   };

@@ -3,5 +3,6 @@
 import './tts-integration.js';
 
 const api = globalThis.KyutaiTTS;
-export const { TTSClient, TTS_CONFIG, features, configure, speak, speakStream, stop, unlock, on, off } = api;
+export const { TTSClient, TTS_CONFIG, features, configure, speak, speakStream, stop, unlock, on, off,
+  parseWavHeader, pickVoice } = api;
 export default api;

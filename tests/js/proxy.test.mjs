@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import handler from '../../api/tts-proxy.js';
-import { freePort, readWav, serveHandler, silentServer, startService } from './helpers/service.mjs';
+import {
+  freePort, readWav, serveHandler, serveParsedBody, silentServer, startService,
+} from './helpers/service.mjs';
 
 const KEY = 'proxy-test-key';
 let service;
@@ -107,6 +109,42 @@ describe('api/tts-proxy.js', () => {
     assert.equal(response.status, 504);
     assert.equal((await response.json()).fallback, true);
     assert.ok(Date.now() - started < 5000);
+  });
+
+  test('a body Vercel already parsed is forwarded, streaming included', async () => {
+    configure({ TTS_BACKEND_URL: service.url, TTS_API_KEY: KEY });
+    const parsed = await serveParsedBody(handler);
+    try {
+      const whole = await post(parsed.url, JSON.stringify({ text: 'Hola desde Vercel.', language: 'es' }));
+      assert.equal(whole.status, 200);
+      const wav = readWav(Buffer.from((await whole.json()).audioContent, 'base64'));
+      assert.equal(wav.sampleRate, 24000);
+      assert.ok(wav.dataBytes > 0);
+      // "stream": true in the body asks for streaming as ?stream=1 does, and "pcm" is raw samples.
+      const streamed = await post(parsed.url, JSON.stringify({ text: 'Hello.', language: 'en', stream: true, format: 'pcm' }));
+      assert.equal(streamed.status, 200);
+      assert.equal(streamed.headers.get('content-type'), 'audio/L16;rate=24000;channels=1');
+      assert.equal(streamed.headers.get('x-sample-rate'), '24000');
+      assert.equal(streamed.headers.get('x-tts-provider'), 'Kyutai DSM TTS');
+      const pcm = new Uint8Array(await streamed.arrayBuffer());
+      assert.ok(pcm.length > 0 && pcm.length % 2 === 0);
+    } finally {
+      await parsed.close();
+    }
+  });
+
+  test('malformed JSON in a body Vercel parses is a 400, not a crash', async () => {
+    configure({ TTS_BACKEND_URL: service.url, TTS_API_KEY: KEY });
+    const parsed = await serveParsedBody(handler);
+    try {
+      const response = await post(parsed.url, '{"text": "Hola"');
+      assert.equal(response.status, 400);
+      assert.match((await response.json()).error, /not valid JSON/);
+      const array = await post(parsed.url, '["Hola"]');
+      assert.equal(array.status, 400);
+    } finally {
+      await parsed.close();
+    }
   });
 });
 

@@ -13,7 +13,8 @@ from flask import Blueprint, Response, current_app, jsonify
 from .. import audio
 from ..errors import ApiError, bad_request
 from ..routing import UnsupportedLanguageError, normalize_language
-from .tts import ParsedRequest, json_body, render_audio, submit, job_error
+from .stream import stream_response
+from .tts import ParsedRequest, json_body, render_audio
 from ..engines.base import SynthesisRequest
 from ..synthesis import prepare_text
 
@@ -86,41 +87,12 @@ def speech():
     parsed = ParsedRequest(request_, route, fmt, False, characters=len(text))
     wants_stream = body.get("stream") is True or body.get("stream_format") == "audio"
     if wants_stream and fmt in ("pcm", "wav") and speed == 1.0:
-        return _stream(parsed)
+        return stream_response(parsed)
     entry, hit = render_audio(parsed, speed=float(speed))
     response = Response(entry.audio, mimetype=audio.mime_type(fmt, entry.meta["sample_rate"]))
     response.headers["X-Cache"] = "hit" if hit else "miss"
     response.headers["X-TTS-Provider"] = route.engine.provider
     return response
-
-
-def _stream(parsed: ParsedRequest) -> Response:
-    job = submit(parsed)
-    events = job.events()
-    try:
-        first = next(pcm for kind, pcm in events if kind == "audio")
-    except StopIteration:
-        first = None
-    except Exception as exc:
-        job.cancel()
-        raise job_error(exc) from None
-
-    def body():
-        try:
-            if parsed.format == "wav":
-                yield audio.streaming_wav_header(job.sample_rate)
-            if first is not None:
-                yield audio.to_pcm16(first)
-            for kind, pcm in events:
-                if kind == "audio":
-                    yield audio.to_pcm16(pcm)
-        except Exception:
-            pass  # the client sees a short stream; the worker already logged the failure
-        finally:
-            job.cancel()
-
-    return Response(body(), mimetype=audio.mime_type(parsed.format, job.sample_rate),
-                    headers={"X-TTS-Provider": parsed.route.engine.provider, "Cache-Control": "no-store"})
 
 
 @bp.get("/v1/models")

@@ -24,6 +24,11 @@ def tts_stream():
     if parsed.format not in STREAM_FORMATS:
         raise bad_request(f"Streaming supports 'format' {' or '.join(STREAM_FORMATS)}; "
                           "use POST /tts for other formats.")
+    return stream_response(parsed)
+
+
+def stream_response(parsed) -> Response:
+    """Chunked WAV or PCM while the worker generates; failures before the first audio stay JSON errors."""
     job = submit(parsed)
     events = job.events()
     # Wait for the first audio so that a failure before it is still a JSON error, not a broken stream.

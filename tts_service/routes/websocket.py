@@ -198,77 +198,39 @@ def _authorized() -> bool:
     return not settings.api_key or key_is_valid(settings, _presented_key() or request.args.get("api_key", ""))
 
 
-@sock.route("/api/tts_streaming", bp=bp)
-def kyutai_streaming(ws):
-    """Kyutai moshi-server's TTS protocol, MessagePack both ways."""
+def _serve(ws, *, encode: Callable, error_message: Callable[[str], dict], unauthorized: str,
+           start: Callable, decode: Callable, dispatch: Callable) -> None:
+    """One WebSocket session: authenticate, start, feed client messages, and end cleanly on any error."""
     send_lock = threading.Lock()
+    failed = threading.Event()
 
-    def send(message: dict) -> None:
+    def send(message) -> None:
         with send_lock:
-            ws.send(msgpack.packb(message, use_bin_type=True, use_single_float=True))
+            ws.send(encode(message) if isinstance(message, dict) else message)
 
-    def error_and_close(message: str) -> None:
+    def error_and_close(text: str) -> None:
+        failed.set()
         try:
-            send({"type": "Error", "message": message})
-            ws.close(reason=1000, message=message[:120])
+            send(error_message(text))
+            ws.close(reason=1000, message=text[:120])
         except ConnectionClosed:
             pass
 
     if not _authorized():
-        return error_and_close("invalid api key")
+        return error_and_close(unauthorized)
     session = None
     try:
-        route = _route(None)
-        args = request.args
-        voice = args.get("voice") or None
-        if args.get("format", "PcmMessagePack") != "PcmMessagePack":
-            raise ProtocolError("only format=PcmMessagePack is supported")
-        failed = threading.Event()
-
-        def on_error(message: str) -> None:
-            failed.set()
-            error_and_close(message)
-
-        session = TextSession(
-            route, voice, None,
-            on_audio=lambda pcm: send({"type": "Audio", "pcm": pcm.tolist()}),
-            on_word=lambda word, start, stop: send({"type": "Text", "text": word, "start_s": round(start, 3),
-                                                    "stop_s": round(stop, 3)}),
-            on_done=lambda _duration: ws.close(reason=1000, message="done"),
-            on_error=on_error)
-        session.check_voice()
-        send({"type": "Ready"})
+        session = start(send, error_and_close)
         while not failed.is_set():
             data = ws.receive(timeout=0.5)
             if data is None:
                 if session.ended and session._thread is not None and not session._thread.is_alive():
                     break
                 continue
-            if isinstance(data, str):
-                raise ProtocolError("messages must be binary MessagePack")
-            try:
-                message = msgpack.unpackb(data, raw=False)
-            except Exception:
-                raise ProtocolError("malformed MessagePack message") from None
+            message = decode(data)
             if not isinstance(message, dict):
-                raise ProtocolError("a message must be a MessagePack map with a 'type'")
-            kind = message.get("type")
-            if kind == "Text":
-                session.add_text(message.get("text", ""))
-            elif kind == "Eos":
-                session.end()
-            elif kind == "Voice":
-                if session._thread is not None:
-                    raise ProtocolError("Voice must come before the first Text")
-                try:
-                    session.embedding = np.asarray(message["embeddings"], dtype=np.float32).reshape(
-                        message["shape"])
-                except Exception:
-                    raise ProtocolError("Voice needs 'embeddings' (floats) and a matching 'shape'") from None
-                session.voice = None
-                session.check_voice()
-            else:
-                raise ProtocolError(f"unknown message type {kind!r}; expected Text, Voice or Eos")
+                raise ProtocolError("a message must be a map with a 'type'")
+            dispatch(session, message)
         session.wait(timeout=5)
     except ProtocolError as exc:
         if session is not None:
@@ -285,86 +247,96 @@ def kyutai_streaming(ws):
     finally:
         if session is not None and not session.ended:
             session.cancel()
+
+
+@sock.route("/api/tts_streaming", bp=bp)
+def kyutai_streaming(ws):
+    """Kyutai moshi-server's TTS protocol, MessagePack both ways."""
+
+    def start(send, error_and_close) -> TextSession:
+        args = request.args
+        if args.get("format", "PcmMessagePack") != "PcmMessagePack":
+            raise ProtocolError("only format=PcmMessagePack is supported")
+        session = TextSession(
+            _route(None), args.get("voice") or None, None,
+            on_audio=lambda pcm: send({"type": "Audio", "pcm": pcm.tolist()}),
+            on_word=lambda word, start_s, stop_s: send({"type": "Text", "text": word, "start_s": round(start_s, 3),
+                                                        "stop_s": round(stop_s, 3)}),
+            on_done=lambda _duration: ws.close(reason=1000, message="done"),
+            on_error=error_and_close)
+        session.check_voice()
+        send({"type": "Ready"})
+        return session
+
+    def decode(data):
+        if isinstance(data, str):
+            raise ProtocolError("messages must be binary MessagePack")
+        try:
+            return msgpack.unpackb(data, raw=False)
+        except Exception:
+            raise ProtocolError("malformed MessagePack message") from None
+
+    def dispatch(session: TextSession, message: dict) -> None:
+        kind = message.get("type")
+        if kind == "Text":
+            session.add_text(message.get("text", ""))
+        elif kind == "Eos":
+            session.end()
+        elif kind == "Voice":
+            if session._thread is not None:
+                raise ProtocolError("Voice must come before the first Text")
+            try:
+                session.embedding = np.asarray(message["embeddings"], dtype=np.float32).reshape(message["shape"])
+            except Exception:
+                raise ProtocolError("Voice needs 'embeddings' (floats) and a matching 'shape'") from None
+            session.voice = None
+            session.check_voice()
+        else:
+            raise ProtocolError(f"unknown message type {kind!r}; expected Text, Voice or Eos")
+
+    _serve(ws, encode=lambda m: msgpack.packb(m, use_bin_type=True, use_single_float=True),
+           error_message=lambda text: {"type": "Error", "message": text}, unauthorized="invalid api key",
+           start=start, decode=decode, dispatch=dispatch)
 
 
 @sock.route("/ws/tts", bp=bp)
 def json_streaming(ws):
     """This service's variant: JSON text messages in, binary 16-bit PCM and JSON events out."""
-    send_lock = threading.Lock()
 
-    def send_json(message: dict) -> None:
-        with send_lock:
-            ws.send(json.dumps(message))
-
-    def send_pcm(pcm) -> None:
-        with send_lock:
-            ws.send(audio.to_pcm16(pcm))
-
-    def error_and_close(message: str) -> None:
-        try:
-            send_json({"type": "error", "message": message})
-            ws.close(reason=1000, message=message[:120])
-        except ConnectionClosed:
-            pass
-
-    if not _authorized():
-        return error_and_close("Missing or wrong API key.")
-    session = None
-    try:
+    def start(send, error_and_close) -> TextSession:
         args = request.args
         settings = current_app.extensions["tts_settings"]
         route = _route(args.get("language") or settings.default_language)
-        failed = threading.Event()
-
-        def on_error(message: str) -> None:
-            failed.set()
-            error_and_close(message)
 
         def on_done(duration: float) -> None:
-            send_json({"type": "done", "duration": round(duration, 3)})
+            send({"type": "done", "duration": round(duration, 3)})
             ws.close(reason=1000, message="done")
 
         session = TextSession(
-            route, args.get("voice") or None, None, on_audio=send_pcm,
-            on_word=lambda word, start, end: send_json({"type": "word", "word": word, "start": round(start, 3),
-                                                        "end": round(end, 3)}),
-            on_done=on_done, on_error=on_error)
+            route, args.get("voice") or None, None, on_audio=lambda pcm: send(audio.to_pcm16(pcm)),
+            on_word=lambda word, begin, end: send({"type": "word", "word": word, "start": round(begin, 3),
+                                                   "end": round(end, 3)}),
+            on_done=on_done, on_error=error_and_close)
         session.check_voice()
         engine = route.engine
-        send_json({"type": "ready", "sample_rate": engine.sample_rate, "format": "pcm_s16le",
-                   "provider": engine.provider, "model": engine.model_id, "language": route.language})
-        while not failed.is_set():
-            data = ws.receive(timeout=0.5)
-            if data is None:
-                if session.ended and session._thread is not None and not session._thread.is_alive():
-                    break
-                continue
-            try:
-                message = json.loads(data)
-            except (TypeError, ValueError):
-                raise ProtocolError("messages must be JSON text such as {\"type\": \"text\", \"text\": \"Hola\"}") from None
-            if not isinstance(message, dict):
-                raise ProtocolError("a message must be a JSON object with a 'type'")
-            kind = message.get("type")
-            if kind == "text":
-                session.add_text(message.get("text", ""))
-            elif kind == "end":
-                session.end()
-            else:
-                raise ProtocolError(f"unknown message type {kind!r}; expected 'text' or 'end'")
-        session.wait(timeout=5)
-    except ProtocolError as exc:
-        if session is not None:
-            session.cancel()
-        error_and_close(str(exc))
-    except ConnectionClosed:
-        if session is not None:
-            session.cancel()
-    except Exception:
-        logger.exception("text stream failed")
-        if session is not None:
-            session.cancel()
-        error_and_close("internal error; see the server log")
-    finally:
-        if session is not None and not session.ended:
-            session.cancel()
+        send({"type": "ready", "sample_rate": engine.sample_rate, "format": "pcm_s16le",
+              "provider": engine.provider, "model": engine.model_id, "language": route.language})
+        return session
+
+    def decode(data):
+        try:
+            return json.loads(data)
+        except (TypeError, ValueError):
+            raise ProtocolError('messages must be JSON text such as {"type": "text", "text": "Hola"}') from None
+
+    def dispatch(session: TextSession, message: dict) -> None:
+        kind = message.get("type")
+        if kind == "text":
+            session.add_text(message.get("text", ""))
+        elif kind == "end":
+            session.end()
+        else:
+            raise ProtocolError(f"unknown message type {kind!r}; expected 'text' or 'end'")
+
+    _serve(ws, encode=json.dumps, error_message=lambda text: {"type": "error", "message": text},
+           unauthorized="Missing or wrong API key.", start=start, decode=decode, dispatch=dispatch)

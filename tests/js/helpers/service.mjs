@@ -69,7 +69,10 @@ export async function serveHandler(handler) {
     handler(req, res).catch((error) => { res.statusCode = 500; res.end(String(error)); });
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
+  };
 }
 
 /** A TCP server that accepts connections and never answers: a hung backend. */
@@ -98,4 +101,29 @@ export function readWav(bytes) {
     offset += 8 + size;
   }
   throw new Error('WAV without a data chunk');
+}
+
+/**
+ * Serve a handler the way Vercel calls it: `req.body` already parsed from the JSON body, by a
+ * getter that throws on malformed JSON (as Vercel's own helper does), and `req.query` filled in.
+ */
+export async function serveParsedBody(handler) {
+  const server = http.createServer(async (req, res) => {
+    const chunks = [];
+    for await (const chunk of req) chunks.push(chunk);
+    const raw = Buffer.concat(chunks).toString('utf8');
+    Object.defineProperty(req, 'body', {
+      get() {
+        if (!raw) return {};
+        try { return JSON.parse(raw); } catch { throw new Error('Invalid JSON'); }
+      },
+    });
+    req.query = Object.fromEntries(new URL(req.url, 'http://localhost').searchParams);
+    handler(req, res).catch((error) => { res.statusCode = 500; res.end(String(error)); });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
+  };
 }
