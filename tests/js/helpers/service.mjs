@@ -36,7 +36,9 @@ export function buildTinyModels() {
 export async function startService(extraEnv = {}) {
   const port = await freePort();
   const env = {
-    ...process.env, ...buildTinyModels(), TTS_ROUTES: 'en=dsm,es=pocket', TTS_POCKET_LANGUAGES: 'es',
+    // The proxy's own settings (TTS_API_KEY, ...) live in this process's env too: never pass them on.
+    ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('TTS_'))),
+    ...buildTinyModels(), TTS_ROUTES: 'en=dsm,es=pocket', TTS_POCKET_LANGUAGES: 'es',
     TTS_TORCH_COMPILE: 'off', TTS_LOG_FILE: '', HOST: '127.0.0.1', PORT: String(port), ...extraEnv,
   };
   const child = spawn(PYTHON, [path.join(ROOT, 'tts_server.py')], { cwd: ROOT, env, stdio: 'ignore' });
