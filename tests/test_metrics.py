@@ -10,7 +10,8 @@ def samples(text: str) -> dict[tuple[str, tuple], float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def test_metrics_count_requests_audio_speed_and_load(client):
+def test_metrics_count_requests_audio_speed_and_load(make_app):
+    client = make_app().test_client()
     assert client.post("/tts", json={"text": "Hello there.", "language": "en"}).status_code == 200
     assert client.post("/tts", json={"text": "", "language": "en"}).status_code == 400
     response = client.get("/metrics")
