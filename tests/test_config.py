@@ -35,3 +35,8 @@ def test_readme_documents_every_setting():
     readme = (ROOT / "README.md").read_text()
     for variable, default, _ in Settings.documentation():
         assert f"| `{variable}` |" in readme, f"{variable} is missing from the README's table"
+
+
+def test_an_empty_log_file_means_stdout_only():
+    assert Settings.from_env({"TTS_LOG_FILE": ""}).log_file == ""
+    assert Settings.from_env({}).log_file == "tts.log"

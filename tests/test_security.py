@@ -73,3 +73,9 @@ def test_rate_limit_answers_429_with_retry_after(make_app):
     assert int(limited.headers["Retry-After"]) > 0
     assert "error" in limited.get_json()
     assert client.get("/health").status_code == 200, "health is never rate limited"
+
+
+def test_retry_after_only_on_refusals(make_app):
+    client = make_app(rate_limit="100/minute").test_client()
+    ok = client.post("/tts", json=HELLO)
+    assert ok.status_code == 200 and "Retry-After" not in ok.headers

@@ -99,6 +99,11 @@ def _rate_limit(value: str) -> str:
     return value.strip()
 
 
+def _optional(value: str) -> str:
+    """A string where empty means "none" (e.g. no log file)."""
+    return value.strip()
+
+
 def _setting(env: str, default: Any, parse: Callable[[str], Any] = str, doc: str = "", secret: bool = False) -> Any:
     return field(default=default, repr=not secret, metadata={"env": env, "parse": parse, "doc": doc})
 
@@ -178,7 +183,7 @@ class Settings:
                                 "Memory for cached audio, in bytes; 0 disables the cache.")
     http_threads: int = _setting("TTS_HTTP_THREADS", 64, _positive(int),
                                  "gunicorn threads for HTTP I/O (the models have their own worker threads).")
-    log_file: str = _setting("TTS_LOG_FILE", "tts.log",
+    log_file: str = _setting("TTS_LOG_FILE", "tts.log", _optional,
                              doc="Rotating log file (10 MB x 5) besides stdout; empty for stdout only.")
 
     @classmethod
@@ -191,7 +196,7 @@ class Settings:
             if spec.name in overrides:
                 continue
             raw = environ.get(env)
-            if raw is None or (raw == "" and spec.metadata["parse"] not in (_language_list, _routes, _rate_limit)):
+            if raw is None or (raw == "" and spec.metadata["parse"] not in (_language_list, _routes, _rate_limit, _optional)):
                 continue
             try:
                 values[spec.name] = spec.metadata["parse"](raw)

@@ -60,6 +60,13 @@ def install(app: Flask, settings: Settings, metrics=None) -> Limiter:
                            headers={"WWW-Authenticate": 'Bearer realm="tts"'})
         return None
 
+    @app.after_request
+    def _retry_after_only_on_refusals(response: Response) -> Response:
+        # Registered before the limiter's own hook, so it runs after it (Flask runs them in reverse).
+        if response.status_code not in (429, 503):
+            response.headers.pop("Retry-After", None)
+        return response
+
     limiter = Limiter(get_remote_address, app=app, storage_uri="memory://", headers_enabled=True,
                       default_limits=[settings.rate_limit] if settings.rate_limit else [],
                       default_limits_exempt_when=is_open, enabled=bool(settings.rate_limit))

@@ -18,6 +18,9 @@
 (function (global) {
   'use strict';
 
+  // Loaded twice (a <script> tag and the ES module): keep the first client, its state and listeners.
+  if (global.KyutaiTTS && global.KyutaiTTS.TTSClient) return;
+
   var WEB_SPEECH = 'Web Speech API';
   var REGIONS = { es: 'es-ES', en: 'en-US', fr: 'fr-FR', de: 'de-DE', it: 'it-IT', pt: 'pt-PT', nl: 'nl-NL' };
 
@@ -434,6 +437,8 @@
       });
     }
 
+    // The service has answered: waiting for the user's click (autoplay policy) is not it being slow.
+    if (context.state !== 'running') answer.clearTimer();
     return this._audible(playback).then(pump).then(function () {
       if (playback.stopped) return { provider: info.provider, fallback: false, stopped: true };
       if (!player || !player.lastSource) throw TTSError('POST ' + streamUrl(settings) + ' streamed no audio');

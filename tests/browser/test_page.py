@@ -51,7 +51,7 @@ def service(tiny_env):
     from tts_service.config import Settings
 
     app = create_app(Settings.from_env({**tiny_env, "TTS_ROUTES": "en=dsm,es=pocket", "TTS_POCKET_LANGUAGES": "es",
-                                        "TTS_DEFAULT_LANGUAGE": "es"}))
+                                        "TTS_DEFAULT_LANGUAGE": "es", "TTS_MAX_AUDIO_SECONDS": "4"}))
     wait_ready(app.test_client())
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -84,7 +84,7 @@ def page(browser, service):
 def test_speaking_plays_the_services_audio_at_its_length(page):
     page.click("#speak")
     page.wait_for_function("document.getElementById('provider').textContent === 'Kyutai Pocket TTS'", timeout=60000)
-    page.wait_for_function("document.getElementById('message').textContent === 'Listo.'", timeout=60000)
+    page.wait_for_function("document.getElementById('message').textContent.startsWith('Listo')", timeout=60000)
     played = page.evaluate("window.__played")
     answer = page.evaluate("""fetch('/tts', {method: 'POST', headers: {'Content-Type': 'application/json'},
         body: JSON.stringify({text: document.getElementById('text').value, language: 'es'})}).then(r => r.json())""")
@@ -159,3 +159,122 @@ def test_the_client_also_loads_as_an_es_module(page):
     kinds = page.evaluate("""import('/web/tts-integration.mjs').then((m) =>
         [typeof m.speak, typeof m.default.TTSClient, m.TTS_CONFIG === window.KyutaiTTS.TTS_CONFIG])""")
     assert kinds == ["function", "function", True]
+
+
+@pytest.fixture
+def silent_port():
+    """A port that accepts connections and never answers: a service that hangs."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield sock.getsockname()[1]
+
+
+def test_a_service_that_never_answers_times_out_to_the_browser_voice(page, silent_port):
+    outcome = page.evaluate(f"""async () => {{
+      const errors = [];
+      KyutaiTTS.on('error', (e) => errors.push(e.detail.message));
+      const started = performance.now();
+      const result = await KyutaiTTS.speak('¿Sigues ahí?', {{language: 'es', timeout: 500,
+                                                            endpoint: 'http://127.0.0.1:{silent_port}/tts'}});
+      return {{result, errors, elapsed: performance.now() - started}};
+    }}""")
+    assert outcome["result"]["provider"] == "Web Speech API"
+    assert outcome["errors"] == [f"POST http://127.0.0.1:{silent_port}/tts timed out after 500 ms"]
+    assert outcome["elapsed"] < 5000
+    assert page.evaluate("window.__spoken") == [{"text": "¿Sigues ahí?", "lang": "es-ES"}]
+
+
+def test_a_service_whose_model_failed_answers_fallback_and_is_obeyed(page, live, tmp_path):
+    # A real service whose model could not load: POST /tts answers 503 {"fallback": true}.
+    base, _ = live(dsm_model=str(tmp_path / "missing-model"))
+    outcome = page.evaluate(f"""async () => {{
+      const seen = [];
+      KyutaiTTS.on('error', (e) => seen.push(['error', e.detail.error.status, e.detail.error.fallback]));
+      KyutaiTTS.on('fallback', (e) => seen.push(['fallback', e.detail.provider]));
+      const result = await KyutaiTTS.speak('Good morning.', {{language: 'en', endpoint: '{base}/tts'}});
+      return {{result, seen}};
+    }}""")
+    assert outcome["seen"] == [["error", 503, True], ["fallback", "Web Speech API"]]
+    assert outcome["result"]["provider"] == "Web Speech API"
+    assert page.evaluate("window.__spoken") == [{"text": "Good morning.", "lang": "en-US"}]
+
+
+def test_stop_silences_the_browser_voice_too(page, silent_port):
+    # This browser voice speaks until it is cancelled.
+    outcome = page.evaluate(f"""async () => {{
+      speechSynthesis.speak = (utterance) => {{
+        window.__spoken.push({{text: utterance.text, lang: utterance.lang}});
+        setTimeout(() => utterance.onstart && utterance.onstart(new Event('start')), 10);
+      }};
+      const speaking = KyutaiTTS.speak('Una respuesta larga.', {{language: 'es',
+                                       endpoint: 'http://127.0.0.1:{silent_port}/tts', timeout: 300}});
+      await new Promise((resolve) => KyutaiTTS.on('start', resolve));
+      const cancelledBefore = window.__cancelled;
+      KyutaiTTS.stop();
+      return {{result: await speaking, cancelledBefore, cancelledAfter: window.__cancelled}};
+    }}""")
+    assert outcome["result"]["provider"] == "Web Speech API" and outcome["result"]["stopped"] is True
+    assert outcome["cancelledAfter"] > outcome["cancelledBefore"]
+
+
+def test_streaming_uses_tts_when_the_service_has_no_stream_endpoint(page):
+    page.route("**/tts/stream", lambda route: route.fulfill(
+        status=404, content_type="application/json", body='{"error": "Not Found", "request_id": "x"}'))
+    result = page.evaluate("KyutaiTTS.speak('Hello there.', {language: 'en', stream: true})")
+    assert result["provider"] == "Kyutai DSM TTS" and result["fallback"] is False
+    played = page.evaluate("window.__played")
+    assert len(played) == 1 and played[0]["duration"] == pytest.approx(result["duration"])
+    assert page.evaluate("window.__spoken") == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_speech_blocked_by_the_autoplay_policy_plays_at_the_first_click(browser, service, stream):
+    """Chromium's default autoplay policy: a speak() with no user gesture waits, then plays on a click,
+    however long the user takes (longer than the request timeout here)."""
+    strict = browser.browser_type.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"])
+    try:
+        page = strict.new_page()
+        # Called from a timer, not from Playwright (whose evaluate() counts as a user gesture).
+        page.add_init_script(INSTRUMENT + """
+          window.__events = [];
+          document.addEventListener('DOMContentLoaded', () => setTimeout(() => {
+            for (const type of ['blocked', 'start', 'end', 'error', 'fallback'])
+              KyutaiTTS.on(type, (e) => window.__events.push(type === 'error' ? e.detail.message : type));
+            KyutaiTTS.speak('Hello there.', {language: 'en', timeout: 5000, stream: %s})
+              .then((r) => { window.__result = r; });
+          }, 50));
+        """ % ("true" if stream else "false"))
+        path = "/tts/stream" if stream else "/tts"
+        with page.expect_response(lambda r: r.url.endswith(path) and r.request.method == "POST", timeout=60000):
+            page.goto(f"{service[0]}/web/")
+        page.wait_for_function("window.__events.length > 0", timeout=20000)
+        page.wait_for_timeout(5500)
+        assert page.evaluate("window.__events") == ["blocked"], "sound must wait for the user"
+        page.mouse.click(5, 5)
+        page.wait_for_function("window.__result !== undefined", timeout=30000)
+        assert page.evaluate("window.__events") == ["blocked", "start", "end"]
+        assert page.evaluate("window.__result.provider") == "Kyutai DSM TTS"
+        assert page.evaluate("window.__spoken") == []
+    finally:
+        strict.close()
+
+
+def test_the_script_tag_and_module_forms_all_load(page):
+    page.set_content("""<!doctype html>
+      <script src="/web/tts-integration.js"></script>
+      <script type="module">
+        import KyutaiTTS, { speak, stop, configure } from '/web/tts-integration.mjs';
+        window.__module = { same: KyutaiTTS === window.KyutaiTTS,
+                            kinds: [typeof speak, typeof stop, typeof configure] };
+      </script>""")
+    page.wait_for_function("window.__module !== undefined")
+    assert page.evaluate("window.__module") == {"same": True, "kinds": ["function", "function", "function"]}
+    # The classic file also runs as a module script (strict mode, no top-level `this`).
+    page.set_content('<!doctype html><script type="module" src="/web/tts-integration.js"></script>')
+    page.wait_for_function("window.KyutaiTTS !== undefined")
+    assert page.evaluate("typeof KyutaiTTS.speak") == "function"

@@ -97,7 +97,8 @@ def submit(parsed: ParsedRequest) -> Job:
     except QueueFullError as exc:
         raise unavailable(f"The server is busy ({exc}); try again shortly.", retry_after=2) from None
     except EngineUnavailableError as exc:
-        raise unavailable(f"Speech model unavailable: {exc}.", retry_after=10 if exc.loading else None) from None
+        raise unavailable(f"Speech model unavailable: {str(exc).rstrip('.')}.",
+                          retry_after=10 if exc.loading else None) from None
 
 
 def job_error(error: BaseException) -> ApiError:
@@ -105,7 +106,7 @@ def job_error(error: BaseException) -> ApiError:
     if isinstance(error, UnknownVoiceError):
         return bad_request(str(error), valid_voices=error.valid)
     if isinstance(error, EngineUnavailableError):
-        return unavailable(f"Speech model unavailable: {error}.")
+        return unavailable(f"Speech model unavailable: {str(error).rstrip('.')}.")
     if isinstance(error, TimeoutError):
         return unavailable(f"Synthesis timed out: {error}.", retry_after=5)
     if isinstance(error, JobCancelled):
