@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import socket
@@ -80,13 +81,22 @@ def make_app(tiny_env) -> Iterator[Callable[..., object]]:
         app.extensions["tts_router"].stop(timeout=30)
 
 
+@contextlib.contextmanager
+def running_app(env: dict[str, str], **overrides):
+    """A started app, ready to serve, stopped when the block ends."""
+    app = create_app(Settings.from_env(env, **overrides))
+    wait_ready(app.test_client())
+    try:
+        yield app
+    finally:
+        app.extensions["tts_router"].stop(timeout=30)
+
+
 @pytest.fixture(scope="session")
 def dsm_app(tiny_env):
     """One shared app on the tiny DSM model, for tests that only read from it."""
-    app = create_app(Settings.from_env(dsm_only(tiny_env)))
-    wait_ready(app.test_client())
-    yield app
-    app.extensions["tts_router"].stop(timeout=30)
+    with running_app(dsm_only(tiny_env)) as app:
+        yield app
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import concurrent.futures
 
 import pytest
 
-from conftest import decode_wav, rms
+from conftest import decode_wav, rms, running_app
 
 HOLA = "Hola, soy Capibara6 con voz natural de Kyutai."
 
@@ -14,15 +14,8 @@ HOLA = "Hola, soy Capibara6 con voz natural de Kyutai."
 @pytest.fixture(scope="module")
 def both_app(tiny_env):
     """English and French on DSM, the other languages on the tiny Pocket TTS model."""
-    from conftest import wait_ready
-    from tts_service import create_app
-    from tts_service.config import Settings
-
-    app = create_app(Settings.from_env({**tiny_env, "TTS_ROUTES": "en=dsm,fr=dsm",
-                                        "TTS_POCKET_LANGUAGES": "es,it"}))
-    wait_ready(app.test_client())
-    yield app
-    app.extensions["tts_router"].stop(timeout=30)
+    with running_app({**tiny_env, "TTS_ROUTES": "en=dsm,fr=dsm", "TTS_POCKET_LANGUAGES": "es,it"}) as app:
+        yield app
 
 
 @pytest.fixture
