@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,10 +94,12 @@ class DsmEngine(Engine):
     def voices(self, language: str) -> tuple[list[str], str | None]:
         names = [self.settings.dsm_voice if not looks_like_path(self.settings.dsm_voice)
                  else Path(self.settings.dsm_voice).name.split(".")[0]]
-        names += sorted(self._custom_voices())
+        names += sorted(self._custom_voices)
         return list(dict.fromkeys(names)), names[0]
 
+    @cached_property
     def _custom_voices(self) -> dict[str, Path]:
+        """The voice folder, read once: a new voice file is picked up at the next start."""
         if self._voice_dir is None or not self._voice_dir.is_dir():
             return {}
         return {p.name[: -len(VOICE_SUFFIX)].split(".")[0]: p
@@ -187,7 +190,7 @@ class DsmEngine(Engine):
     # -- voices ----------------------------------------------------------------------------
     def _resolve_voice(self, voice: str, setting: str | None = None) -> Path:
         """A voice name (custom directory, voice repo) or configured local file → embedding path."""
-        custom = self._custom_voices()
+        custom = self._custom_voices
         if voice in custom:
             return custom[voice]
         if voice.endswith(VOICE_SUFFIX) and (setting is not None or looks_like_path(voice)):
@@ -205,11 +208,14 @@ class DsmEngine(Engine):
 
     def _cross_source(self, voice_path: Path):
         if voice_path not in self._cross_cache:
-            lm = self._model.lm
-            tensors = lm.condition_provider.prepare_and_provide([self._attributes(voice_path)])
-            cross = lm.fuser.get_cross(tensors)
-            self._cross_cache[voice_path] = cross.to(device=self._device, dtype=lm.dtype)
+            self._cross_cache[voice_path] = self._cross_from(self._attributes(voice_path))
         return self._cross_cache[voice_path]
+
+    def _cross_from(self, attributes):
+        """The cross-attention source (speaker conditioning) for one request's attributes."""
+        lm = self._model.lm
+        cross = lm.fuser.get_cross(lm.condition_provider.prepare_and_provide([attributes]))
+        return cross.to(device=self._device, dtype=lm.dtype)
 
     def _embedding_cross(self, embedding):
         """Cross-attention source for a raw embedding, laid out as moshi's make_condition_attributes does."""
@@ -223,11 +229,8 @@ class DsmEngine(Engine):
         voice[:, 0] = emb.transpose(1, 2)
         mask[:, 0] = True
         text = {"control": "ok", "cfg": None if self._cfg_condition is None else format(self._cfg_condition, ".1f")}
-        attributes = ConditionAttributes(text=text, tensor={"speaker_wavs": TensorCondition(
-            voice.view(1, -1, voice.shape[-1]), mask.view(1, -1))})
-        lm = tts.lm
-        cross = lm.fuser.get_cross(lm.condition_provider.prepare_and_provide([attributes]))
-        return cross.to(device=self._device, dtype=lm.dtype)
+        return self._cross_from(ConditionAttributes(text=text, tensor={"speaker_wavs": TensorCondition(
+            voice.view(1, -1, voice.shape[-1]), mask.view(1, -1))}))
 
     # -- requests --------------------------------------------------------------------------
     def prepare(self, request: SynthesisRequest) -> None:
@@ -238,9 +241,9 @@ class DsmEngine(Engine):
             path, name = None, "custom-embedding"
         elif request.voice is None or request.voice == default:
             path = self._default_voice_path
-        elif request.voice in self._custom_voices():
-            path = self._custom_voices()[request.voice]
-        elif self._looks_like_repo_voice(request.voice):
+        elif request.voice in self._custom_voices:
+            path = self._custom_voices[request.voice]
+        elif self.looks_like_repo_voice(request.voice):
             try:
                 path = self._resolve_voice(request.voice)
             except ModelDownloadError:
@@ -270,7 +273,7 @@ class DsmEngine(Engine):
             raise ValueError(f"a voice embedding must have shape [1, {conditioner.dim}, frames], got {list(shape)}")
 
     @staticmethod
-    def _looks_like_repo_voice(voice: str) -> bool:
+    def looks_like_repo_voice(voice: str) -> bool:
         """Names in kyutai/tts-voices look like 'expresso/ex03-ex01_happy_001_channel1_334s.wav'."""
         parts = voice.split("/")
         return (len(parts) >= 2 and voice.endswith(".wav") and ".." not in parts

@@ -13,6 +13,7 @@ import collections
 import logging
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,7 +95,9 @@ class PocketEngine(Engine):
         from pocket_tts.default_parameters import DEFAULT_VOICE_FALLBACK, DEFAULT_VOICE_FOR_LANGUAGE
         return DEFAULT_VOICE_FOR_LANGUAGE.get(self.package_language, DEFAULT_VOICE_FALLBACK)
 
+    @cached_property
     def _custom_voices(self) -> dict[str, Path]:
+        """The voice folder, read once: a new voice file is picked up at the next start."""
         if self._voice_dir is None or not self._voice_dir.is_dir():
             return {}
         return {p.stem: p for p in sorted(self._voice_dir.iterdir())
@@ -103,16 +106,14 @@ class PocketEngine(Engine):
 
     def voices(self, language: str) -> tuple[list[str], str | None]:
         names = [self._predefined_voice] if self._predefined_voice else []
-        names += [n for n in self._custom_voices() if n not in names]
+        names += [n for n in self._custom_voices if n not in names]
         default = self.settings.pocket_default_voice or (names[0] if names else None)
         return names, default
 
     # -- loading ---------------------------------------------------------------------------
     def _load(self) -> None:
-        import torch
         from pocket_tts import TTSModel
 
-        torch.set_num_threads(max(1, torch.get_num_threads()))
         if self.settings.pocket_config:
             config = self.settings.pocket_config
             if not config.startswith("hf://") and not Path(config).expanduser().is_file():
@@ -131,7 +132,7 @@ class PocketEngine(Engine):
         self._voice_state(self._voice_source(default))
 
     def _voice_source(self, name: str) -> str | Path:
-        custom = self._custom_voices()
+        custom = self._custom_voices
         if name in custom:
             return custom[name]
         return name  # a predefined voice name of the package

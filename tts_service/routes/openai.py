@@ -16,6 +16,7 @@ from ..routing import UnsupportedLanguageError, normalize_language
 from .stream import stream_response
 from .tts import ParsedRequest, json_body, render_audio
 from ..engines.base import SynthesisRequest
+from ..engines.dsm import DsmEngine
 from ..synthesis import prepare_text
 
 bp = Blueprint("openai", __name__)
@@ -77,7 +78,7 @@ def speech():
     names, default = route.engine.voices(language)
     if voice is None or voice in OPENAI_VOICES:
         voice = None
-    elif voice not in names and not (route.key == "dsm" and voice.endswith(".wav") and "/" in voice):
+    elif voice not in names and not (route.key == "dsm" and DsmEngine.looks_like_repo_voice(voice)):
         raise _param_error(f"Unknown voice {voice!r}. Valid voices: {', '.join(list(OPENAI_VOICES) + names)}.",
                            "voice")
     clean = body.get("clean", settings.clean_text)

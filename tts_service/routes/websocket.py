@@ -86,14 +86,13 @@ class TextSession:
         probe = SynthesisRequest(text="", language=self.route.language, voice=self.voice,
                                  voice_embedding=self.embedding)
         engine = self.route.engine
-        if engine.is_loaded:
-            try:
-                engine.prepare(probe) if self.streams_text else None
-            except UnknownVoiceError as exc:
-                raise ProtocolError(str(exc)) from None
-            except ValueError as exc:
-                raise ProtocolError(str(exc)) from None
-        if not self.streams_text and self.voice is not None:
+        if self.streams_text:
+            if engine.is_loaded:
+                try:
+                    engine.prepare(probe)  # unknown voice, bad embedding: UnknownVoiceError is a ValueError
+                except ValueError as exc:
+                    raise ProtocolError(str(exc)) from None
+        elif self.voice is not None:
             names, _ = engine.voices(self.route.language)
             if self.voice not in names:
                 raise ProtocolError(str(UnknownVoiceError(self.voice, names)))

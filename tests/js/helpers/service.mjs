@@ -64,17 +64,22 @@ function stopChild(child) {
   });
 }
 
+/** Start `server` on a free loopback port; `close` also drops idle keep-alive connections. */
+async function listen(server) {
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
+  };
+}
+
 /** Serve a Vercel-style handler from node's http server, with req.query filled in as Vercel does. */
 export async function serveHandler(handler) {
   const server = http.createServer((req, res) => {
     req.query = Object.fromEntries(new URL(req.url, 'http://localhost').searchParams);
     handler(req, res).catch((error) => { res.statusCode = 500; res.end(String(error)); });
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
-  };
+  return listen(server);
 }
 
 /** A TCP server that accepts connections and never answers: a hung backend. */
@@ -123,9 +128,5 @@ export async function serveParsedBody(handler) {
     req.query = Object.fromEntries(new URL(req.url, 'http://localhost').searchParams);
     handler(req, res).catch((error) => { res.statusCode = 500; res.end(String(error)); });
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
-  };
+  return listen(server);
 }
