@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
-"""Build random-weight checkpoints with the real architectures, for tests and benchmarks.
+"""Build random-weight checkpoints with the released models' configs, for tests and benchmarks.
 
-    python scripts/make_tiny_models.py OUT_DIR            # tiny models, a few seconds
-    python scripts/make_tiny_models.py OUT_DIR --full     # also full-size DSM (about 4 GB)
+    python scripts/make_tiny_models.py OUT_DIR                 # tiny models, a few seconds
+    python scripts/make_tiny_models.py OUT_DIR --full          # also full-size DSM (about 4 GB)
+    python scripts/make_tiny_models.py OUT_DIR --full-pocket   # also full-size Spanish Pocket TTS
 
-OUT_DIR/dsm holds a Kyutai DSM TTS checkpoint laid out like `kyutai/tts-1.6b-en_fr`
-(config.json with a speaker cross-attention conditioner, a CFG look-up conditioner, a
-look-ahead second text stream and a depformer weights-per-step schedule; its own Mimi config
-through `mimi_config_name`; a sentencepiece tokenizer; a voice embedding). OUT_DIR/env holds
-NAME=VALUE lines that point the service at these models. Nothing is downloaded: the models
-are built with moshi's own constructors and load back through `CheckpointInfo`, exactly as
-real weights do. Random weights make noise, not speech, but cost the same compute per step.
+The tiny models differ from the released ones in size only. OUT_DIR/dsm holds a Kyutai DSM TTS
+checkpoint whose config.json is `kyutai/tts-1.6b-en_fr`'s (scripts/reference_configs/) with
+smaller widths, depths, codebooks and vocabularies, plus its own Mimi config through
+`mimi_config_name`; a sentencepiece tokenizer and a voice embedding. OUT_DIR/pocket holds one
+Pocket TTS config per language, each the pocket-tts package's own `config/<language>.yaml` with
+smaller sizes (scripts/tiny_pocket.py). OUT_DIR/env holds NAME=VALUE lines that point the service
+at these models. Nothing is downloaded: the models are built with moshi's and pocket-tts's own
+constructors and load back through `CheckpointInfo` and `TTSModel.load_model`, exactly as real
+weights do. Random weights make noise, not speech, but cost the same compute per step.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 TOKENIZER_LINES = [
     "Hello, I am Capibara6 with a natural voice.",
@@ -37,9 +39,11 @@ TOKENIZER_LINES = [
 ]
 
 VOICE_NAME = "tiny-voice"
-MODEL_SIG = "0000tiny"
-MODEL_EPOCH = 0
-CFG_VALUES = ["1.0", "1.5", "2.0", "2.5", "3.0", "3.5", "4.0"]
+REFERENCE_DSM = Path(__file__).resolve().parent / "reference_configs" / "tts-1.6b-en_fr.json"
+# The tiny DSM's sizes; every other field of config.json is the released one.
+TINY_DSM = {"card": 64, "n_q": 8, "dim": 64, "num_heads": 4, "num_layers": 2,
+            "depformer_dim": 32, "depformer_num_heads": 4, "depformer_num_layers": 1,
+            "depformer_dim_feedforward": 64, "depformer_low_rank_embeddings": 16, "speaker_dim": 16}
 
 
 def train_tokenizer(path_prefix: Path, vocab_size: int) -> Path:
@@ -76,61 +80,36 @@ def mimi_config(full: bool) -> dict:
     return config
 
 
-def dsm_config(full: bool, text_card: int, tokenizer_name: str) -> dict:
-    """A config.json with the structure of `kyutai/tts-1.6b-en_fr`."""
-    n_q = 32 if full else 8
-    card = 2048 if full else 64
-    speaker_dim = 512 if full else 16
-    schedule = list(range(8)) + [8] * (n_q - 8) if full else [0, 1, 2, 3, 3, 3, 3, 3]
-    return {
-        "moshi_name": f"dsm_tts_{MODEL_SIG}@{MODEL_EPOCH}.safetensors",
-        "mimi_name": "mimi.safetensors",
-        "mimi_config_name": "mimi_config.json",
-        "tokenizer_name": tokenizer_name,
-        "model_id": {"sig": MODEL_SIG, "epoch": MODEL_EPOCH},
-        "card": card,
-        "n_q": n_q,
-        "dep_q": n_q,
-        # Text first, then the semantic codebook, then the delayed acoustic ones.
-        "delays": [0, 0] + [2] * (n_q - 1),
-        "dim": 2048 if full else 64,
-        "text_card": text_card,
-        "existing_text_padding_id": 3,
-        "num_heads": 16 if full else 4,
-        "num_layers": 16 if full else 2,
-        "hidden_scale": 4.125,
-        "causal": True,
-        "layer_scale": None,
-        "context": 500,
-        "max_period": 10000,
-        "gating": "silu",
-        "norm": "rms_norm_f32",
-        "positional_embedding": "rope",
-        "depformer_dim": 1024 if full else 32,
-        "depformer_num_heads": 16 if full else 4,
-        "depformer_num_layers": 4 if full else 1,
-        "depformer_dim_feedforward": 3072 if full else 64,
-        "depformer_multi_linear": True,
-        "depformer_pos_emb": "none",
-        "depformer_weights_per_step": True,
-        "depformer_weights_per_step_schedule": schedule,
-        "depformer_low_rank_embeddings": 128 if full else 16,
-        "demux_second_stream": True,
-        "text_card_out": None,
-        "cross_attention": True,
-        "conditioners": {
-            "speaker_wavs": {"type": "tensor", "tensor": {"dim": speaker_dim}},
-            "cfg": {"type": "lut", "lut": {"n_bins": len(CFG_VALUES), "dim": 16, "tokenizer": "noop",
-                                           "possible_values": CFG_VALUES}},
-            "control": {"type": "lut", "lut": {"n_bins": 1, "dim": 16, "tokenizer": "noop",
-                                               "possible_values": ["ok"]}},
-        },
-        "fuser": {"sum": ["control", "cfg"], "cross": ["speaker_wavs"],
-                  "cross_attention_pos_emb": True, "cross_attention_pos_emb_scale": 1.0},
-        "tts_config": {"audio_delay": 1.28 if full else 0.16, "second_stream_ahead": 2},
-        "stt_config": {},
-        "lm_gen_config": {"temp": 0.6, "temp_text": 0.6, "top_k": 250, "top_k_text": 50},
-    }
+def reference_dsm_config() -> dict:
+    """`kyutai/tts-1.6b-en_fr`'s config.json, as collected in scripts/reference_configs/."""
+    return json.loads(REFERENCE_DSM.read_text())
+
+
+def dsm_config(full: bool, text_card: int) -> dict:
+    """The released config.json with only its sizes changed (none when `full`).
+
+    The tiny model keeps the first codebooks' delays and depformer schedule entries, so its
+    streams line up exactly like the first `n_q` streams of the released model.
+    """
+    config = reference_dsm_config()
+    config["mimi_config_name"] = "mimi_config.json"
+    if full:
+        return config
+    sizes = TINY_DSM
+    n_q = sizes["n_q"]
+    config.update({key: value for key, value in sizes.items() if key != "speaker_dim"})
+    config["dep_q"] = n_q
+    config["text_card"] = text_card
+    config["delays"] = config["delays"][:n_q + 1]
+    config["depformer_weights_per_step_schedule"] = config["depformer_weights_per_step_schedule"][:n_q]
+    config["conditioners"]["speaker_wavs"]["tensor"]["dim"] = sizes["speaker_dim"]
+    config["conditioners"]["control"]["lut"]["dim"] = sizes["dim"]
+    return config
+
+
+# Keys of config.json that `CheckpointInfo.from_hf_repo` keeps away from the LM constructor.
+NOT_LM_KWARGS = {"moshi_name", "mimi_name", "mimi_config_name", "tokenizer_name", "lora_name",
+                 "model_type", "lm_gen_config", "tts_config", "stt_config", "model_id"}
 
 
 def build_dsm(out: Path, full: bool = False, seed: int = 0) -> Path:
@@ -141,11 +120,12 @@ def build_dsm(out: Path, full: bool = False, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(out / "tokenizer_spm_tiny", vocab_size=120)
+    tokenizer = train_tokenizer(out / Path(reference_dsm_config()["tokenizer_name"]).stem, vocab_size=120)
     import sentencepiece as spm
     text_card = spm.SentencePieceProcessor(model_file=str(tokenizer)).vocab_size()
 
-    config = dsm_config(full, text_card, tokenizer.name)
+    config = dsm_config(full, text_card)
+    assert config["tokenizer_name"] == tokenizer.name
     (out / "config.json").write_text(json.dumps(config, indent=2))
     mimi_cfg = mimi_config(full)
     (out / "mimi_config.json").write_text(json.dumps(mimi_cfg, indent=2))
@@ -153,9 +133,7 @@ def build_dsm(out: Path, full: bool = False, seed: int = 0) -> Path:
     mimi = loaders.get_mimi(None, mimi_cfg, device="cpu")
     save_file({k: v.contiguous() for k, v in mimi.state_dict().items()}, out / config["mimi_name"])
 
-    lm_kwargs = copy.deepcopy({k: v for k, v in config.items() if k not in {
-        "moshi_name", "mimi_name", "mimi_config_name", "tokenizer_name", "model_id",
-        "tts_config", "stt_config", "lm_gen_config"}})
+    lm_kwargs = copy.deepcopy({k: v for k, v in config.items() if k not in NOT_LM_KWARGS})
     dtype = torch.bfloat16 if full else torch.float32
     lm = loaders.get_moshi_lm(None, lm_kwargs=lm_kwargs, device="cpu", dtype=dtype)
     state = {k: v.contiguous() for k, v in lm.state_dict().items()}
@@ -167,30 +145,33 @@ def build_dsm(out: Path, full: bool = False, seed: int = 0) -> Path:
     voices = out / "voices"
     voices.mkdir(exist_ok=True)
     embedding = torch.randn(1, speaker_dim, 10 if not full else 125)
-    save_file({"speaker_wavs": embedding}, voices / f"{VOICE_NAME}.{MODEL_SIG}@{MODEL_EPOCH}.safetensors")
+    save_file({"speaker_wavs": embedding}, voices / voice_file_name(config))
     return out
 
 
-def build_pocket(out: Path, seed: int = 0) -> Path | None:
-    """Build the tiny Pocket TTS model when its builder is available."""
-    try:
-        from tiny_pocket import build_pocket as _build  # type: ignore
-    except ImportError:
-        return None
+def voice_file_name(config: dict) -> str:
+    """A voice embedding's name for a model: `<voice>.<sig>@<epoch>.safetensors`, as moshi expects."""
+    model_id = config["model_id"]
+    return f"{VOICE_NAME}.{model_id['sig']}@{model_id['epoch']}.safetensors"
+
+
+def build_pocket(out: Path, seed: int = 0) -> Path:
+    """Build the tiny Pocket TTS models, one per language (scripts/tiny_pocket.py)."""
+    from tiny_pocket import build_pocket as _build
+
     return _build(out, seed=seed)
 
 
-def write_env(out: Path, pocket_dir: Path | None) -> Path:
+def write_env(out: Path, pocket_dir: Path, dsm_config_path: Path) -> Path:
+    """OUT/env: the DSM settings, then the Pocket ones written by tiny_pocket.py."""
+    config = json.loads(dsm_config_path.read_text())
     lines = [
         f"TTS_DSM_MODEL={out / 'dsm'}",
-        f"TTS_DSM_VOICE={out / 'dsm' / 'voices' / f'{VOICE_NAME}.{MODEL_SIG}@{MODEL_EPOCH}.safetensors'}",
-        "TTS_DSM_N_Q=8",
+        f"TTS_DSM_VOICE={out / 'dsm' / 'voices' / voice_file_name(config)}",
+        f"TTS_DSM_N_Q={config['n_q']}",
         "TTS_DEVICE=cpu",
     ]
-    if pocket_dir is not None:
-        env_file = pocket_dir / "env"
-        if env_file.exists():
-            lines += env_file.read_text().split()
+    lines += [line for line in (pocket_dir / "env").read_text().splitlines() if line.strip()]
     path = out / "env"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -201,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--full", action="store_true",
                         help="also build a full-size random-weight DSM model in OUT_DIR/dsm-full")
+    parser.add_argument("--full-pocket", action="store_true",
+                        help="also build a full-size random-weight Spanish Pocket TTS model "
+                             "in OUT_DIR/pocket-full/es.yaml")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     out = args.out_dir.resolve()
@@ -208,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     pocket_dir = build_pocket(out / "pocket")
     if args.full:
         build_dsm(out / "dsm-full", full=True)
-    env = write_env(out, pocket_dir)
+    if args.full_pocket:
+        from tiny_pocket import build_full_pocket
+        build_full_pocket(out / "pocket-full", language="es")
+    env = write_env(out, pocket_dir, out / "dsm" / "config.json")
     print(f"models written to {out}; settings in {env}")
     return 0
 
