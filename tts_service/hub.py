@@ -84,3 +84,20 @@ def dsm_checkpoint_info(model: str, setting: str = "TTS_DSM_MODEL"):
     config_path = download(model, "config.json", lambda: hf_hub_download(model, "config.json"), setting)
     return download(model, "the DSM checkpoint",
                     lambda: loaders.CheckpointInfo.from_hf_repo(model, config_path=config_path), setting)
+
+
+def repo_files(repo: str) -> list[str]:
+    """A repository's file names: listed on Hugging Face, or read from the local cache when offline."""
+    from huggingface_hub import constants, list_repo_files
+
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            return list_repo_files(repo)
+        except Exception as exc:
+            logger.info("listing %s online failed (%s); reading the local cache", repo, type(exc).__name__)
+    snapshots = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}" / "snapshots"
+    names: set[str] = set()
+    if snapshots.is_dir():
+        for snapshot in snapshots.iterdir():
+            names.update(str(p.relative_to(snapshot)) for p in snapshot.rglob("*") if p.is_file())
+    return sorted(names)

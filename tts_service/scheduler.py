@@ -74,11 +74,11 @@ class Job:
         self.text_closed = not request.streaming_text
 
     # -- text arriving while audio is generated ----------------------------------------------
-    def feed_text(self, text: str) -> None:
-        """More words for a streaming-text job (thread-safe)."""
+    def feed_text(self, piece: object) -> None:
+        """More words for a streaming-text job, as the engine's `prepare_piece` made them (thread-safe)."""
         if self.text_closed:
             raise ValueError("text was already ended")
-        self._text_feed.put(text)
+        self._text_feed.put(piece)
 
     def end_text(self) -> None:
         """No more words will come: the job may finish after the last one."""
@@ -86,7 +86,7 @@ class Job:
             self.text_closed = True
             self._text_feed.put(None)
 
-    def take_text(self) -> list[str | None]:
+    def take_text(self) -> list[object | None]:
         """For the worker: the text pieces that arrived since the last call; None means the end."""
         pieces = []
         while True:
@@ -222,8 +222,10 @@ class Scheduler:
         return len(self.engine.active_jobs()) if self.engine.is_loaded else 0
 
     # -- requests --------------------------------------------------------------------------
-    def submit(self, request: SynthesisRequest) -> Job:
-        """Queue a request; raise QueueFullError or EngineUnavailableError instead of waiting."""
+    def prepare(self, request: SynthesisRequest) -> None:
+        """Do the request's own work in the caller's thread (voice, text rules, tokens).
+
+        Raises the engine's RequestError for what the client sent, or EngineUnavailableError."""
         if not self._accepting:
             raise EngineUnavailableError("the service is shutting down")
         state = self.engine.state
@@ -231,8 +233,19 @@ class Scheduler:
             raise EngineUnavailableError(f"model failed to load: {self.engine.error}")
         if state == "loading" and self._preload:
             raise EngineUnavailableError("model is still loading", loading=True)
-        if self.engine.is_loaded:
-            self.engine.prepare(request)
+        if not self.engine.is_loaded:
+            try:
+                self.engine.load()  # loaded on first use: this request waits, in its own thread
+            except EngineError as exc:
+                raise EngineUnavailableError(f"model failed to load: {exc}") from None
+        self.engine.prepare(request)
+
+    def submit(self, request: SynthesisRequest) -> Job:
+        """Queue a prepared request; raise QueueFullError or EngineUnavailableError instead of waiting."""
+        if request.prepared is None:
+            self.prepare(request)
+        elif not self._accepting:
+            raise EngineUnavailableError("the service is shutting down")
         job = Job(request, self.engine.sample_rate, self.timeout)
         try:
             self._queue.put_nowait(job)
@@ -344,6 +357,8 @@ class Scheduler:
         try:
             advanced = self.engine.step()
         except Exception as exc:
+            # No client input reaches a step unchecked, so this is ours (out of memory, a bug):
+            # the jobs in this step fail with a 500 and the engine starts clean for the next ones.
             logger.exception("%s failed during generation; failing %d job(s)", self.name, len(active))
             self.stats.failed += len(active)
             for job in active:

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import audio
 from .cache import AudioCache, CachedAudio
-from .engines.base import SynthesisRequest, WordTiming
+from .engines.base import NothingToSayError, RequestError, SynthesisRequest, WordTiming
 from .routing import Route
 from .scheduler import Job
 from .text import group_sentences, speakable, split_sentences
@@ -29,9 +29,27 @@ class Synthesis:
     pieces: list[float] = field(default_factory=list)  # duration of each piece, in order
 
 
+# Characters no engine should see, whatever "clean" says: controls (but tab and newline),
+# zero-width and direction marks, the byte-order mark, noncharacters.
+_INVISIBLE = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0),
+                            *range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2070),
+                            0xFEFF, 0xFFFE, 0xFFFF], " ")
+
+
+def check_text(text: str) -> str:
+    """Text every engine can take: lone surrogates refused, invisible characters made spaces."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError("The text holds invalid Unicode (a lone surrogate such as \\ud800); "
+                           "send UTF-8 text.") from None
+    return text.translate(_INVISIBLE)
+
+
 def prepare_text(text: str, language: str, clean: bool) -> str:
-    spoken = speakable(text, language) if clean else text.strip()
-    return spoken or text.strip()
+    """What the engine will be asked to say; empty when nothing speakable is left."""
+    text = check_text(text)
+    return speakable(text, language) if clean else text.strip()
 
 
 def pieces_for(route: Route, text: str) -> list[str]:
@@ -45,11 +63,20 @@ def pieces_for(route: Route, text: str) -> list[str]:
 def synthesize(route: Route, text: str, language: str, voice: str | None, max_audio_seconds: float,
                submit) -> Synthesis:
     """Speak `text` as one or more jobs on the route's worker and join them in order."""
+    requests = []
+    for piece in pieces_for(route, text):
+        request = SynthesisRequest(text=piece, language=language, voice=voice, max_audio_seconds=max_audio_seconds)
+        try:
+            route.scheduler.prepare(request)  # every piece is checked before any job is queued
+        except NothingToSayError:
+            continue
+        requests.append(request)
+    if not requests:
+        raise NothingToSayError()
     jobs: list[Job] = []
     try:
-        for piece in pieces_for(route, text):
-            jobs.append(submit(SynthesisRequest(text=piece, language=language, voice=voice,
-                                                max_audio_seconds=max_audio_seconds)))
+        for request in requests:
+            jobs.append(submit(request))
         results = [job.result() for job in jobs]
     finally:
         for job in jobs:

@@ -29,7 +29,19 @@ class EngineError(Exception):
     """The engine cannot serve: not loaded, failed to load, or broke."""
 
 
-class UnknownVoiceError(ValueError):
+class RequestError(ValueError):
+    """The request itself cannot be spoken: the client's 4xx, found before the job reaches a worker."""
+
+
+class NothingToSayError(RequestError):
+    """Nothing speakable is left once the engine's own text rules are applied."""
+
+    def __init__(self, message: str = "The text has nothing speakable left once punctuation, symbols and "
+                                      "markup are removed; send words to speak."):
+        super().__init__(message)
+
+
+class UnknownVoiceError(RequestError):
     """The request names a voice this engine does not have."""
 
     def __init__(self, voice: str, valid: list[str]):
@@ -145,7 +157,17 @@ class Engine(abc.ABC):
 
     # -- work ------------------------------------------------------------------------------
     def prepare(self, request: SynthesisRequest) -> None:
-        """Check and pre-process a request outside the worker; raise UnknownVoiceError etc."""
+        """Do every per-request step in the caller's thread: voice, text rules, tokens.
+
+        Sets `request.prepared`; raises a RequestError (UnknownVoiceError, NothingToSayError...)
+        for what the client sent, so that nothing a client sends can make the worker's step raise.
+        """
+
+    def prepare_piece(self, request: SynthesisRequest, text: str) -> object | None:
+        """Prepare one more piece of streamed text for a started request, in the caller's thread.
+
+        Returns what the worker feeds to the job (None when the piece has nothing to say)."""
+        raise RequestError("this engine does not take streamed text")
 
     @abc.abstractmethod
     def admit(self, job: "Job") -> None:

@@ -10,8 +10,10 @@ per-slot `reset_streaming`, cross-attention cache updates); the code here is our
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,8 +22,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..config import Settings
-from ..hub import ModelDownloadError, download, dsm_checkpoint_info, looks_like_path
-from .base import Engine, SynthesisRequest, UnknownVoiceError, is_speaker_embedding
+from ..hub import ModelDownloadError, download, dsm_checkpoint_info, looks_like_path, repo_files
+from ..pauses import normalize_breaks
+from .base import (Engine, NothingToSayError, RequestError, SynthesisRequest, UnknownVoiceError,
+                   is_speaker_embedding)
 
 if TYPE_CHECKING:
     from ..scheduler import Job
@@ -29,13 +33,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 VOICE_SUFFIX = ".safetensors"
+# A repository voice that is not in the local cache yet is fetched once, within this time.
+VOICE_FETCH_SECONDS = 30.0
 
 
 @dataclass
 class DsmPrepared:
     entries: list
-    voice_path: Path
+    voice_path: Path | None
     voice_name: str
+    cross: object = None  # the voice's cross-attention source, computed outside the worker
+    has_words: bool = False  # only the very first words of a request get the speaker token
 
 
 @dataclass
@@ -48,7 +56,6 @@ class _Slot:
     max_frames: int = 0
     words_seen: int = 0
     text_complete: bool = True
-    first_words: bool = True
 
 
 @dataclass
@@ -67,8 +74,14 @@ class DsmEngine(Engine):
         self._slots: list[_Slot] = []
         self._voice_dir = Path(settings.voice_dir).expanduser() if settings.voice_dir else None
         self._cross_cache: dict[Path, object] = {}
+        self._cross_lock = threading.Lock()
         self._pending_resets: list[int] = []
         self._default_voice_path: Path | None = None
+        self._repo_voices: frozenset[str] | None = None  # listed once, off the request path
+        self._repo_listed = threading.Event()
+        self._fetches: dict[str, concurrent.futures.Future] = {}
+        self._fetch_lock = threading.Lock()
+        self._fetcher = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="voice-fetch")
 
     # -- description -----------------------------------------------------------------------
     @property
@@ -143,6 +156,7 @@ class DsmEngine(Engine):
             cfg_is_no_text = True
 
         self._default_voice_path = self._resolve_voice(settings.dsm_voice, setting="TTS_DSM_VOICE")
+        threading.Thread(target=self._list_repo_voices, name="voice-list", daemon=True).start()
         lm = tts.lm
         if not tts.multistream:
             lm.dep_q = tts.n_q
@@ -203,13 +217,46 @@ class DsmEngine(Engine):
         return download(self.settings.dsm_voice_repo, f"voice {voice!r}",
                         lambda: Path(tts.get_voice_path(voice)), setting or "voice")
 
+    def _list_repo_voices(self) -> None:
+        """The voice repository's names, once: from Hugging Face, else from the local cache."""
+        suffix = self._model.voice_suffix or VOICE_SUFFIX
+        try:
+            files = repo_files(self.settings.dsm_voice_repo)
+            self._repo_voices = frozenset(f[: -len(suffix)] for f in files if f.endswith(suffix))
+            logger.info("%d voices in %s", len(self._repo_voices), self.settings.dsm_voice_repo)
+        except Exception as exc:  # a listing that fails leaves repository names unknown, not the engine
+            logger.warning("could not list the voices of %s: %s", self.settings.dsm_voice_repo, exc)
+            self._repo_voices = frozenset()
+        finally:
+            self._repo_listed.set()
+
+    def _repo_voice_path(self, voice: str, valid: list[str]) -> Path:
+        """A repository voice's local file: an unknown name is refused at once, a new one fetched once."""
+        self._repo_listed.wait(timeout=VOICE_FETCH_SECONDS)
+        if voice not in (self._repo_voices or ()):
+            raise UnknownVoiceError(voice, valid)
+        with self._fetch_lock:
+            future = self._fetches.get(voice)
+            if future is None or (future.done() and future.exception() is not None):
+                tts = self._model
+                future = self._fetcher.submit(
+                    download, self.settings.dsm_voice_repo, f"voice {voice!r}",
+                    lambda: Path(tts.get_voice_path(voice)), "voice")
+                self._fetches[voice] = future
+        try:
+            return future.result(timeout=VOICE_FETCH_SECONDS)
+        except concurrent.futures.TimeoutError:
+            raise ModelDownloadError(f"voice {voice!r} is still downloading; try again shortly") from None
+
     def _attributes(self, voice_path: Path):
         return self._model.make_condition_attributes([voice_path], cfg_coef=self._cfg_condition)
 
     def _cross_source(self, voice_path: Path):
-        if voice_path not in self._cross_cache:
-            self._cross_cache[voice_path] = self._cross_from(self._attributes(voice_path))
-        return self._cross_cache[voice_path]
+        with self._cross_lock:
+            if voice_path not in self._cross_cache:
+                with self._torch.no_grad():
+                    self._cross_cache[voice_path] = self._cross_from(self._attributes(voice_path))
+            return self._cross_cache[voice_path]
 
     def _cross_from(self, attributes):
         """The cross-attention source (speaker conditioning) for one request's attributes."""
@@ -244,33 +291,45 @@ class DsmEngine(Engine):
         elif request.voice in self._custom_voices:
             path = self._custom_voices[request.voice]
         elif self.looks_like_repo_voice(request.voice):
-            try:
-                path = self._resolve_voice(request.voice)
-            except ModelDownloadError:
-                raise UnknownVoiceError(request.voice, valid) from None
+            path = self._repo_voice_path(request.voice, valid)
         else:
             raise UnknownVoiceError(request.voice, valid)
-        entries = self._entries(request.text, first=True) if request.text.strip() else []
-        request.prepared = DsmPrepared(entries=entries, voice_path=path, voice_name=name)
+        cross = None
+        if self._model.multi_speaker:
+            with self._torch.no_grad():
+                cross = self._cross_source(path) if path is not None \
+                    else self._embedding_cross(request.voice_embedding)
+        prepared = DsmPrepared(entries=[], voice_path=path, voice_name=name, cross=cross)
+        request.prepared = prepared
+        if request.text.strip():
+            prepared.entries = self.prepare_piece(request, request.text) or []
+        if not prepared.has_words and not request.streaming_text:
+            raise NothingToSayError()
 
-    def _entries(self, text: str, first: bool) -> list:
-        """moshi's script entries for a piece of text; only the very first piece gets the speaker token."""
+    def prepare_piece(self, request: SynthesisRequest, text: str) -> list | None:
+        """moshi's script entries for a piece of text; only the very first words get the speaker token."""
         from moshi.models.tts import script_to_entries
 
+        prepared: DsmPrepared = request.prepared
         tts = self._model
-        return script_to_entries(tts.tokenizer, tts.machine.token_ids, tts.mimi.frame_rate, [text],
-                                 multi_speaker=first and tts.multi_speaker,
-                                 padding_between=self.settings.dsm_padding_between)
+        entries = script_to_entries(tts.tokenizer, tts.machine.token_ids, tts.mimi.frame_rate,
+                                    [normalize_breaks(text)],
+                                    multi_speaker=not prepared.has_words and tts.multi_speaker,
+                                    padding_between=self.settings.dsm_padding_between)
+        prepared.has_words = prepared.has_words or any(entry.tokens for entry in entries)
+        return entries or None
 
     def _check_embedding(self, embedding) -> None:
         provider = self._model.lm.condition_provider
         conditioner = provider.conditioners["speaker_wavs"] \
             if provider is not None and "speaker_wavs" in provider.conditioners else None
         if conditioner is None:
-            raise ValueError("this model takes no voice embeddings")
+            raise RequestError("this model takes no voice embeddings")
         shape = tuple(np.shape(embedding))
         if len(shape) != 3 or shape[0] != 1 or shape[1] != conditioner.dim or not 0 < shape[2] <= 1000:
-            raise ValueError(f"a voice embedding must have shape [1, {conditioner.dim}, frames], got {list(shape)}")
+            raise RequestError(f"a voice embedding must have shape [1, {conditioner.dim}, frames], got {list(shape)}")
+        if not np.all(np.isfinite(embedding)):
+            raise RequestError("a voice embedding must hold finite numbers")
 
     @staticmethod
     def looks_like_repo_voice(voice: str) -> bool:
@@ -290,15 +349,13 @@ class DsmEngine(Engine):
         slot.words_seen = 0
         slot.max_frames = int(job.request.max_audio_seconds * self.frame_rate)
         slot.text_complete = not job.request.streaming_text
-        slot.first_words = not prepared.entries
         if tts.multi_speaker:
             with self._torch.no_grad():
-                self._set_slot_voice(slot.index, prepared.voice_path, job.request.voice_embedding)
+                self._set_slot_voice(slot.index, prepared.cross)
         self._pending_resets.append(slot.index)
 
-    def _set_slot_voice(self, index: int, voice_path: Path | None, embedding=None) -> None:
+    def _set_slot_voice(self, index: int, cross) -> None:
         """Write the voice's cross-attention keys and values into one slot of the batch."""
-        cross = self._cross_source(voice_path) if embedding is None else self._embedding_cross(embedding)
         rows = self._torch.tensor([index], device=self._device)
         for attention in self._cross_attentions:
             k, v = attention._compute_cross_attention(cross, cross)
@@ -365,12 +422,10 @@ class DsmEngine(Engine):
 
         for slot in self._slots:
             if slot.job is not None and not slot.text_complete:
-                for piece in slot.job.take_text():
-                    if piece is None:
+                for entries in slot.job.take_text():
+                    if entries is None:
                         slot.text_complete = True
-                    elif piece.strip():
-                        entries = self._entries(piece, first=slot.first_words)
-                        slot.first_words = slot.first_words and not entries
+                    else:  # prepared by the requester's thread with prepare_piece
                         slot.state.entries.extend(entries)
         actives = [self._slot_ready(slot) for slot in self._slots]
         if not any(actives):

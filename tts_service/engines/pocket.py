@@ -22,7 +22,7 @@ import numpy as np
 from ..config import Settings
 from ..hub import ModelDownloadError, download
 from ..text import split_sentences
-from .base import Engine, SynthesisRequest, UnknownVoiceError, is_speaker_embedding
+from .base import Engine, NothingToSayError, SynthesisRequest, UnknownVoiceError, is_speaker_embedding
 
 if TYPE_CHECKING:
     from ..scheduler import Job
@@ -34,8 +34,17 @@ PACKAGE_LANGUAGES = {"en": "english", "fr": "french", "de": "german", "it": "ita
 VOICE_FILES = (".wav", ".mp3", ".flac", ".ogg")
 STATE_FILES = (".safetensors",)
 @dataclass
+class PocketPiece:
+    """One chunk as the package will speak it: its own text rules applied, tokens counted."""
+
+    text: str
+    frames_after_eos: int
+    tokens: list[int]
+
+
+@dataclass
 class PocketPrepared:
-    sentences: list[str]
+    sentences: list[PocketPiece]
     voice_name: str
     voice_source: str | Path
 
@@ -60,6 +69,7 @@ class PocketEngine(Engine):
                              f"it speaks {', '.join(sorted(PACKAGE_LANGUAGES))}")
         self._model = None
         self._voice_states: dict[str, object] = {}
+        self._broken_voices: set[str] = set()
         self._active: collections.deque[_Active] = collections.deque()
         self._voice_dir = Path(settings.voice_dir).expanduser() if settings.voice_dir else None
         self._stop = threading.Event()
@@ -106,7 +116,7 @@ class PocketEngine(Engine):
 
     def voices(self, language: str) -> tuple[list[str], str | None]:
         names = [self._predefined_voice] if self._predefined_voice else []
-        names += [n for n in self._custom_voices if n not in names]
+        names += [n for n in self._custom_voices if n not in names and n not in self._broken_voices]
         default = self.settings.pocket_default_voice or (names[0] if names else None)
         return names, default
 
@@ -130,6 +140,15 @@ class PocketEngine(Engine):
         if default not in names:
             raise ValueError(f"TTS_POCKET_VOICE={default!r} is not a voice; available: {', '.join(names)}")
         self._voice_state(self._voice_source(default))
+        # Every voice is encoded once here, so that no request encodes audio in the worker.
+        for name in names:
+            if name == default:
+                continue
+            try:
+                self._voice_state(self._voice_source(name))
+            except Exception as exc:
+                logger.warning("voice %r left out: %s", name, exc)
+                self._broken_voices.add(name)
 
     def _voice_source(self, name: str) -> str | Path:
         custom = self._custom_voices
@@ -152,11 +171,48 @@ class PocketEngine(Engine):
         name = request.voice or default
         if name not in names:
             raise UnknownVoiceError(request.voice or "", names)
-        request.prepared = PocketPrepared(split_sentences(request.text), name, self._voice_source(name))
+        pieces = self.pieces(request.text)
+        if not pieces:
+            raise NothingToSayError()
+        request.prepared = PocketPrepared(pieces, name, self._voice_source(name))
+
+    def pieces(self, text: str) -> list[PocketPiece]:
+        """The text as the package would speak it, checked here rather than in the worker.
+
+        Each of our sentences goes through the package's own chunking and text rules (its
+        `replace_characters`, `remove_semicolons`, capitalisation and final punctuation) and its
+        tokenizer. A chunk those rules leave without a letter or digit is dropped: the package
+        refuses an empty prompt, and a lone mark would only be noise.
+        """
+        from pocket_tts.default_parameters import MAX_TOKEN_PER_CHUNK
+        from pocket_tts.models.text_chunking import prepare_text_prompt, split_into_best_sentences
+
+        model = self._model
+        rules = (model.pad_with_spaces_for_short_inputs, model.remove_semicolons,
+                 model.append_terminal_punctuation, model.capitalize_first_letter, model.replace_characters)
+        conditioner = model.flow_lm.conditioner
+        pieces = []
+        for sentence in split_sentences(text):
+            try:
+                chunks = split_into_best_sentences(conditioner.tokenizer, sentence, MAX_TOKEN_PER_CHUNK,
+                                                   *rules[:2], append_terminal_punctuation=rules[2],
+                                                   capitalize_first_letter=rules[3], replace_characters=rules[4])
+            except ValueError:
+                continue  # empty once the package's characters are replaced
+            for chunk in chunks:
+                try:
+                    prompt, guess = prepare_text_prompt(chunk, *rules)
+                except ValueError:
+                    continue
+                if not any(ch.isalnum() for ch in prompt):
+                    continue
+                tokens = conditioner.prepare(prompt)[0].tolist()
+                after_eos = model.model_recommended_frames_after_eos
+                pieces.append(PocketPiece(prompt, after_eos if after_eos is not None else guess + 2, tokens))
+        return pieces
 
     def admit(self, job: "Job") -> None:
         prepared: PocketPrepared = job.request.prepared
-        self._voice_state(prepared.voice_source)
         self._active.append(_Active(job, collections.deque(prepared.sentences)))
 
     def release(self, job: "Job") -> None:
@@ -173,12 +229,14 @@ class PocketEngine(Engine):
         entry = self._active.popleft()
         job = entry.job
         limit = int(job.request.max_audio_seconds * self.sample_rate)
-        state = self._voice_state(job.request.prepared.voice_source)
-        sentence = entry.sentences.popleft() if entry.sentences else None
+        state = self._voice_states[str(job.request.prepared.voice_source)]
+        piece: PocketPiece | None = entry.sentences.popleft() if entry.sentences else None
         stop = threading.Event()
         truncated = False
-        if sentence:
-            for chunk in self._model.generate_audio_stream(state, sentence, copy_state=True, stop=stop):
+        if piece is not None:
+            for chunk in self._model._generate_audio_stream_short_text(
+                    model_state=state, text_to_generate=piece.text, frames_after_eos=piece.frames_after_eos,
+                    copy_state=True, stop=stop):
                 pcm = chunk.detach().cpu().numpy().astype(np.float32, copy=False)
                 if entry.samples + len(pcm) >= limit:
                     pcm = pcm[: max(limit - entry.samples, 0)]

@@ -15,7 +15,7 @@ from ..errors import ApiError, bad_request
 from ..routing import UnsupportedLanguageError, normalize_language
 from .stream import stream_response
 from .tts import ParsedRequest, json_body, render_audio
-from ..engines.base import SynthesisRequest
+from ..engines.base import RequestError, SynthesisRequest
 from ..engines.dsm import DsmEngine
 from ..synthesis import prepare_text
 
@@ -82,7 +82,12 @@ def speech():
         raise _param_error(f"Unknown voice {voice!r}. Valid voices: {', '.join(list(OPENAI_VOICES) + names)}.",
                            "voice")
     clean = body.get("clean", settings.clean_text)
-    spoken = prepare_text(text, language, bool(clean))
+    if not isinstance(clean, bool):
+        raise _param_error("'clean' must be true or false.", "clean")
+    try:
+        spoken = prepare_text(text, language, clean)
+    except RequestError as exc:
+        raise _param_error(str(exc), "input") from None
     request_ = SynthesisRequest(text=spoken, language=language, voice=voice,
                                 max_audio_seconds=settings.max_audio_seconds)
     parsed = ParsedRequest(request_, route, fmt, False, characters=len(text))

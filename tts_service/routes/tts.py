@@ -9,8 +9,10 @@ from dataclasses import dataclass
 
 from flask import Blueprint, current_app, jsonify, request
 
-from ..engines.base import SynthesisRequest, UnknownVoiceError
+from ..engines.base import RequestError, SynthesisRequest, UnknownVoiceError
+from ..hub import ModelDownloadError
 from ..synthesis import prepare_text, render
+from ..disconnect import watch_client
 from ..errors import ApiError, bad_request, request_id, unavailable
 from ..routing import Route, UnsupportedLanguageError, normalize_language
 from ..scheduler import EngineUnavailableError, Job, JobCancelled, QueueFullError
@@ -43,6 +45,9 @@ def json_body() -> dict:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"The request body is not valid JSON: {exc}.") from None
+    except RecursionError:
+        raise bad_request("The request body is JSON nested too deeply; send a flat object such as "
+                          "{\"text\": \"Hola\"}.") from None
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object such as {\"text\": \"Hola\"}.")
     return body
@@ -82,7 +87,10 @@ def parse_tts_body(body: dict) -> ParsedRequest:
     clean = body.get("clean", settings.clean_text)
     if not isinstance(clean, bool):
         raise bad_request("'clean' must be true or false.")
-    spoken = prepare_text(text, language, clean)
+    try:
+        spoken = prepare_text(text, language, clean)
+    except RequestError as exc:
+        raise bad_request(str(exc)) from None
     synthesis = SynthesisRequest(text=spoken, language=language, voice=voice,
                                  max_audio_seconds=settings.max_audio_seconds)
     return ParsedRequest(synthesis, route, fmt, words, characters=len(text))
@@ -92,21 +100,25 @@ def submit(parsed: ParsedRequest) -> Job:
     """Queue the request on its language's worker, turning refusals into JSON errors."""
     try:
         return parsed.route.scheduler.submit(parsed.synthesis)
-    except UnknownVoiceError as exc:
-        raise bad_request(str(exc), valid_voices=exc.valid) from None
-    except QueueFullError as exc:
-        raise unavailable(f"The server is busy ({exc}); try again shortly.", retry_after=2) from None
-    except EngineUnavailableError as exc:
-        raise unavailable(f"Speech model unavailable: {str(exc).rstrip('.')}.",
-                          retry_after=10 if exc.loading else None) from None
+    except Exception as exc:
+        raise job_error(exc) from None
 
 
 def job_error(error: BaseException) -> ApiError:
-    """Map a failure reported by the worker to the HTTP answer."""
+    """Map a refusal or a failure reported by the worker to the HTTP answer."""
+    if isinstance(error, ApiError):
+        return error
     if isinstance(error, UnknownVoiceError):
         return bad_request(str(error), valid_voices=error.valid)
+    if isinstance(error, RequestError):
+        return bad_request(str(error))
+    if isinstance(error, QueueFullError):
+        return unavailable(f"The server is busy ({error}); try again shortly.", retry_after=2)
     if isinstance(error, EngineUnavailableError):
-        return unavailable(f"Speech model unavailable: {str(error).rstrip('.')}.")
+        return unavailable(f"Speech model unavailable: {str(error).rstrip('.')}.",
+                           retry_after=10 if error.loading else None)
+    if isinstance(error, ModelDownloadError):
+        return unavailable(f"Voice unavailable: {str(error).rstrip('.')}.", retry_after=10)
     if isinstance(error, TimeoutError):
         return unavailable(f"Synthesis timed out: {error}.", retry_after=5)
     if isinstance(error, JobCancelled):
@@ -122,14 +134,14 @@ def render_audio(parsed: ParsedRequest, speed: float = 1.0):
     metrics = current_app.extensions.get("tts_metrics")
 
     def submit_piece(request_: SynthesisRequest) -> Job:
-        return submit(ParsedRequest(request_, parsed.route, parsed.format, parsed.words))
+        # Watched: if the client leaves before the audio is ready, its jobs are dropped.
+        return watch.track(submit(ParsedRequest(request_, parsed.route, parsed.format, parsed.words)))
 
     try:
-        entry, hit = render(parsed.route, settings, cache, text=parsed.synthesis.text,
-                            language=parsed.synthesis.language, voice=parsed.synthesis.voice,
-                            fmt=parsed.format, speed=speed, submit=submit_piece)
-    except ApiError:
-        raise
+        with watch_client(request.environ, label=request_id()) as watch:
+            entry, hit = render(parsed.route, settings, cache, text=parsed.synthesis.text,
+                                language=parsed.synthesis.language, voice=parsed.synthesis.voice,
+                                fmt=parsed.format, speed=speed, submit=submit_piece)
     except Exception as exc:
         raise job_error(exc) from None
     if metrics is not None and cache is not None:

@@ -21,7 +21,8 @@ import numpy as np
 from flask import Blueprint, current_app, request
 from flask_sock import ConnectionClosed, Sock
 
-from ..engines.base import SynthesisRequest, UnknownVoiceError
+from ..engines.base import NothingToSayError, RequestError, SynthesisRequest, UnknownVoiceError
+from ..synthesis import check_text
 from ..routing import UnsupportedLanguageError, normalize_language
 from ..scheduler import EngineUnavailableError, Job, QueueFullError
 from ..security import _presented_key, key_is_valid
@@ -56,7 +57,9 @@ def _route(language: str | None):
 def _submit(route, request_: SynthesisRequest) -> Job:
     try:
         return route.scheduler.submit(request_)
-    except UnknownVoiceError as exc:
+    except NothingToSayError:
+        raise
+    except RequestError as exc:
         raise ProtocolError(str(exc)) from None
     except (QueueFullError, EngineUnavailableError) as exc:
         raise ProtocolError(f"speech model unavailable: {exc}") from None
@@ -84,7 +87,7 @@ class TextSession:
 
     def check_voice(self) -> None:
         probe = SynthesisRequest(text="", language=self.route.language, voice=self.voice,
-                                 voice_embedding=self.embedding)
+                                 voice_embedding=self.embedding, streaming_text=True)
         engine = self.route.engine
         if self.streams_text:
             if engine.is_loaded:
@@ -111,9 +114,16 @@ class TextSession:
             raise ProtocolError("text arrived after the end of the text")
         if not isinstance(text, str):
             raise ProtocolError("'text' must be a string")
+        try:
+            text = check_text(text)
+        except RequestError as exc:
+            raise ProtocolError(str(exc)) from None
         if self.streams_text:
             self._start()
-            self.job.feed_text(text)
+            # Each piece is checked and tokenized here, in the connection's thread, never in the worker.
+            entries = self.route.engine.prepare_piece(self.job.request, text) if text.strip() else None
+            if entries:
+                self.job.feed_text(entries)
             return
         with self._lock:
             self._buffer += text
@@ -161,9 +171,12 @@ class TextSession:
                         if not self._pending_sentences:
                             break
                         sentence = self._pending_sentences.pop(0)
-                    self.job = _submit(self.route, SynthesisRequest(
-                        text=sentence.strip(), language=self.route.language, voice=self.voice,
-                        max_audio_seconds=self.settings.max_audio_seconds))
+                    try:
+                        self.job = _submit(self.route, SynthesisRequest(
+                            text=sentence.strip(), language=self.route.language, voice=self.voice,
+                            max_audio_seconds=self.settings.max_audio_seconds))
+                    except NothingToSayError:
+                        continue  # a sentence of marks only: nothing to speak, nothing wrong
                     self._relay(self.job)
             if not self.cancelled:
                 self.on_done(self._offset)
@@ -325,7 +338,7 @@ def json_streaming(ws):
     def decode(data):
         try:
             return json.loads(data)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             raise ProtocolError('messages must be JSON text such as {"type": "text", "text": "Hola"}') from None
 
     def dispatch(session: TextSession, message: dict) -> None:

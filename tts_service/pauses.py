@@ -1,0 +1,48 @@
+"""Pause tags: `<break time="1.5s"/>`, moshi-server's syntax, checked before any engine sees them.
+
+moshi's `script_to_entries` parses the tag with a loose pattern and `float()`, so a tag such as
+`<break time="1x5s"/>` or one with hundreds of digits raises inside generation. Here every tag is
+read with a bounded pattern, its time capped at moshi-server's 10 s, and rewritten in the one form
+moshi reads; a malformed tag becomes nothing (and is logged), never an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+logger = logging.getLogger(__name__)
+
+MAX_BREAK_SECONDS = 10.0
+# One quantifier each, over disjoint characters: linear time whatever the text.
+_TAG = re.compile(r"<break\b([^<>]*)>", re.IGNORECASE)
+_TIME = re.compile(r"""\s*time\s*=\s*(["'])(\d{1,6}(?:\.\d{1,6})?)(ms|s)\1\s*/?\s*""", re.IGNORECASE)
+
+
+def break_seconds(tag_body: str) -> float | None:
+    """The pause a tag asks for, capped at MAX_BREAK_SECONDS; None when the tag is malformed."""
+    match = _TIME.fullmatch(tag_body)
+    if match is None:
+        return None
+    seconds = float(match.group(2)) / (1000.0 if match.group(3).lower() == "ms" else 1.0)
+    return min(seconds, MAX_BREAK_SECONDS)
+
+
+def normalize_breaks(text: str) -> str:
+    """Every `<break …>` tag in the one form moshi parses, or removed when malformed."""
+    if "<" not in text:
+        return text
+
+    def rewrite(match: re.Match) -> str:
+        seconds = break_seconds(match.group(1))
+        if seconds is None:
+            logger.info("ignored a malformed pause tag")
+            return " "
+        return f' <break time="{seconds:.2f}s"/> ' if seconds > 0 else " "
+
+    return _TAG.sub(rewrite, text)
+
+
+def strip_breaks(text: str) -> str:
+    """The text without its pause tags, for engines that cannot pause inside a piece."""
+    return _TAG.sub(" ", text) if "<" in text else text
