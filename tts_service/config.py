@@ -172,9 +172,13 @@ class Settings:
     cors_origins: str = _setting("TTS_CORS_ORIGINS", "*",
                                  doc="Origins allowed by CORS: '*' (as the original setup) or a comma-separated list.")
     rate_limit: str = _setting("TTS_RATE_LIMIT", "120/minute;2000/hour", _rate_limit,
-                               "Per-client limit on synthesis requests (limits syntax); empty disables it.")
+                               "Per-client budget shared by /tts, /tts/stream, /v1/audio/speech and WebSocket "
+                               "sessions (limits syntax); empty disables it.")
+    auth_fail_limit: str = _setting("TTS_AUTH_FAIL_LIMIT", "10/minute", _rate_limit,
+                                    "Wrong API keys a client may send; past it every request needing the key is a 429.")
     trust_proxy: int = _setting("TTS_TRUST_PROXY", 0, _non_negative(int),
-                                "Reverse proxies in front whose X-Forwarded-For is trusted for the client address.")
+                                "Reverse proxies in front whose X-Forwarded-For is trusted for the client address: "
+                                "1 behind the Vercel proxy or nginx, 0 when clients connect directly.")
     max_body_bytes: int = _setting("TTS_MAX_BODY_BYTES", 262144, _positive(int),
                                    "Largest request body accepted; larger is a 413.")
     clean_text: bool = _setting("TTS_CLEAN_TEXT", True, _bool,

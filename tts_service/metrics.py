@@ -8,6 +8,9 @@ from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
+
 
 class Metrics:
     """Everything the service reports at GET /metrics."""
@@ -72,8 +75,12 @@ class Metrics:
 
         @app.after_request
         def _count(response: Response) -> Response:
-            endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-            self.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+            # Label values come from fixed sets (the app's routes, standard methods, real statuses):
+            # a made-up method or path must not create a new time series.
+            endpoint = request.url_rule.rule if request.url_rule else OTHER
+            method = request.method if request.method in METHODS else OTHER
+            status = str(response.status_code) if 100 <= response.status_code < 600 else OTHER
+            self.requests.labels(endpoint, method, status).inc()
             started = g.get("metrics_started")
             if started is not None and not response.is_streamed:
                 self.latency.labels(endpoint).observe(time.perf_counter() - started)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from .security import may_see_details
+
 bp = Blueprint("openapi", __name__)
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -54,7 +56,8 @@ def build_spec(app) -> dict:
     settings = app.extensions["tts_settings"]
     router = app.extensions["tts_router"]
     rules = {rule.rule for rule in app.url_map.iter_rules()}
-    voices = _common_voices(router)
+    # Custom voice names are the owner's business: with a key set, only a request that has it sees them.
+    voices = _common_voices(router) if may_see_details() else []
 
     def body(formats):
         schema = _tts_request(settings.max_chars, router.languages, voices, formats)
@@ -64,7 +67,7 @@ def build_spec(app) -> dict:
     secured = [{"bearer": []}] if settings.api_key else []
     paths: dict[str, dict] = {
         "/health": {"get": {
-            "summary": "Is the service ready to speak, and with what.",
+            "summary": "Is the service ready to speak; with an API key set, the details need the key.",
             "responses": {
                 "200": {"description": "Ready.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
                 "503": {"description": "Loading, or a model failed to load.",
@@ -139,7 +142,7 @@ def build_spec(app) -> dict:
                     "error": {"type": "object", "required": ["message", "type"], "properties": {
                         "message": {"type": "string"}, "type": {"type": "string"},
                         "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}},
-                "Health": {"type": "object", "required": ["status", "model", "device"], "properties": {
+                "Health": {"type": "object", "required": ["status"], "properties": {
                     "status": {"type": "string", "enum": ["ok", "loading", "error"]},
                     "model": {"type": ["string", "null"]}, "device": {"type": "string"},
                     "languages": {"type": "object"}, "engines": {"type": "array"}}},

@@ -1,15 +1,28 @@
-"""Who may call: API key, CORS origins, per-client rate limits, and the access log line."""
+"""Who may call: API key, CORS origins, per-client rate limits, and the access log line.
+
+One rate budget per client covers every synthesis surface (/tts, /tts/stream, /v1/audio/speech
+and WebSocket sessions, whose upgrade is an ordinary GET that passes through here): it is one
+Flask-Limiter shared limit applied to each of those blueprints. Wrong API keys are counted per
+client in their own window, and a client over it is refused before its key is even compared, so
+the key cannot be guessed at request speed.
+"""
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
+import os
+import re
 import time
+from pathlib import Path
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from flask_cors import CORS
 from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
+from limits import parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import Settings
@@ -21,6 +34,9 @@ access_log = logging.getLogger("tts_service.access")
 OPEN_ENDPOINTS = {"health.health", "openapi.spec", "openapi.docs", "static"}
 # The WebSocket handlers check the key themselves, to answer with an error message in-protocol.
 OPEN_BLUEPRINTS = {"web", "websocket"}
+# Every route that makes a model speak shares one budget per client.
+SYNTHESIS_BLUEPRINTS = {"tts", "stream", "websocket"}
+SYNTHESIS_ENDPOINTS = {"openai.speech"}
 
 
 def _presented_key() -> str:
@@ -35,6 +51,80 @@ def key_is_valid(settings: Settings, presented: str) -> bool:
     return hmac.compare_digest(presented.encode("utf-8"), settings.api_key.encode("utf-8"))
 
 
+def client_key() -> str:
+    """The client's address (after ProxyFix when proxies are trusted); IPv6 by its /64 network,
+    since one host is usually given a whole /64 and could otherwise rotate addresses."""
+    address = request.remote_addr or "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def is_synthesis() -> bool:
+    return (request.blueprint or "") in SYNTHESIS_BLUEPRINTS or request.endpoint in SYNTHESIS_ENDPOINTS
+
+
+def may_see_details() -> bool:
+    """Without a key everything is public; with one, details need it (checked in `_authenticate`)."""
+    return not current_app.extensions["tts_settings"].api_key or bool(g.get("key_ok"))
+
+
+# -- what open answers and log lines may contain -----------------------------------------------
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\\]")
+_LOCAL_PATH = re.compile(r"(?<![\w.:/~-])~?/(?:[^\s'\"()\[\],;/]+/)+[^\s'\"()\[\],;/]*")
+
+
+def log_safe(value: object) -> str:
+    """Control characters (and backslashes) escaped, so that one request is one log line."""
+    def escape(match: re.Match) -> str:
+        char = match.group()
+        return "\\\\" if char == "\\" else f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    return _CONTROL.sub(escape, str(value))
+
+
+def redact_paths(text: str) -> str:
+    """Local paths in a message (e.g. a model that failed to load) shortened to their last part."""
+    def last_part(match: re.Match) -> str:
+        parts = [p for p in match.group().split("/") if p and p != "~"]
+        return parts[-1] if parts else match.group()
+    return _LOCAL_PATH.sub(last_part, text)
+
+
+def public_model_id(model_id: str | None) -> str | None:
+    """A Hugging Face repo id as it is; a local directory or file by its last path component."""
+    if not model_id:
+        return model_id
+    if "://" not in model_id and (model_id.startswith(("/", "~", ".")) or os.path.exists(model_id)):
+        return Path(model_id).expanduser().name or model_id
+    return model_id
+
+
+class AuthThrottle:
+    """Wrong API keys per client in a moving window (TTS_AUTH_FAIL_LIMIT)."""
+
+    def __init__(self, limit: str):
+        self.items = parse_many(limit) if limit else []
+        self.window = MovingWindowRateLimiter(MemoryStorage())
+
+    def locked(self, client: str) -> bool:
+        return any(not self.window.test(item, "auth-fail", client) for item in self.items)
+
+    def failed(self, client: str) -> None:
+        for item in self.items:
+            self.window.hit(item, "auth-fail", client)
+
+    def retry_after(self, client: str) -> int:
+        resets = [self.window.get_window_stats(item, "auth-fail", client).reset_time for item in self.items
+                  if not self.window.test(item, "auth-fail", client)]
+        return max(1, int(max(resets, default=time.time()) - time.time() + 1))
+
+
 def install(app: Flask, settings: Settings, metrics=None) -> Limiter:
     if settings.trust_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trust_proxy, x_proto=settings.trust_proxy)
@@ -43,51 +133,82 @@ def install(app: Flask, settings: Settings, metrics=None) -> Limiter:
          expose_headers=["X-Request-Id", "X-Sample-Rate", "X-TTS-Provider", "X-TTS-Model", "X-Cache",
                          "Retry-After"],
          allow_headers=["Content-Type", "Authorization", "X-Request-Id"], max_age=600)
+    throttle = AuthThrottle(settings.auth_fail_limit)
 
     def is_open() -> bool:
         return (request.method == "OPTIONS" or request.endpoint in OPEN_ENDPOINTS
                 or (request.blueprint or "") in OPEN_BLUEPRINTS or request.endpoint is None)
 
+    def reject(reason: str) -> None:
+        if metrics is not None:
+            metrics.rejected.labels(reason).inc()
+
     @app.before_request
     def _authenticate():
         g.started = time.perf_counter()
-        if not settings.api_key or is_open():
+        if not settings.api_key or request.method == "OPTIONS":
             return None
-        if not key_is_valid(settings, _presented_key()):
-            if metrics is not None:
-                metrics.rejected.labels("unauthorized").inc()
+        websocket = request.blueprint == "websocket"
+        presented = _presented_key() or (request.args.get("api_key", "") if websocket else "")
+        needs_key = not is_open()
+        if not needs_key and not presented:
+            return None  # an open endpoint asked without a key: it answers without details
+        client = client_key()
+        if throttle.locked(client):
+            if needs_key or websocket:
+                g.auth_throttled = True
+                reject("auth_throttled")
+                raise ApiError(429, "Too many wrong API keys from this address; try again later.",
+                               headers={"Retry-After": str(throttle.retry_after(client))})
+            return None  # /health and the like still answer, without details
+        if key_is_valid(settings, presented):
+            g.key_ok = True
+            return None
+        throttle.failed(client)
+        if needs_key:
+            reject("unauthorized")
             raise ApiError(401, "Missing or wrong API key: send 'Authorization: Bearer <key>'.",
                            headers={"WWW-Authenticate": 'Bearer realm="tts"'})
-        return None
+        return None  # a WebSocket answers in-protocol; an open endpoint without details
 
     @app.after_request
     def _retry_after_only_on_refusals(response: Response) -> Response:
         # Registered before the limiter's own hook, so it runs after it (Flask runs them in reverse).
         if response.status_code not in (429, 503):
             response.headers.pop("Retry-After", None)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
-    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://", headers_enabled=True,
+    limiter = Limiter(client_key, app=app, storage_uri="memory://", headers_enabled=True,
                       default_limits=[settings.rate_limit] if settings.rate_limit else [],
-                      default_limits_exempt_when=is_open, enabled=bool(settings.rate_limit))
+                      default_limits_exempt_when=lambda: is_open() or is_synthesis(),
+                      enabled=bool(settings.rate_limit))
+    if settings.rate_limit:
+        from .routes import openai as openai_routes, stream, tts, websocket as websocket_routes
+
+        budget = limiter.shared_limit(settings.rate_limit, scope="synthesis", override_defaults=False,
+                                      exempt_when=lambda: request.method == "OPTIONS" or not is_synthesis())
+        for blueprint in (tts.bp, stream.bp, openai_routes.bp, websocket_routes.bp):
+            budget(blueprint)
 
     @app.after_request
     def _access_log(response: Response) -> Response:
         started = g.get("started")
         rid = request_id()
-        path, method = request.path, request.method
+        path, method = log_safe(request.path), log_safe(request.method)
+        client = log_safe(request.remote_addr) if not response.is_streamed else "-"
 
         def line():
             elapsed = (time.perf_counter() - started) * 1000 if started else 0.0
             outcome = "ok" if response.status_code < 400 else "refused" if response.status_code < 500 else "failed"
             access_log.info("%s %s %s %d %.0fms %s client=%s", rid, method, path, response.status_code,
-                            elapsed, outcome, request.remote_addr if not response.is_streamed else "-")
+                            elapsed, outcome, client)
 
         if response.is_streamed:
             response.call_on_close(line)
         else:
             line()
-        if response.status_code == 429 and metrics is not None:
+        if response.status_code == 429 and metrics is not None and not g.get("auth_throttled"):
             metrics.rejected.labels("rate_limited").inc()
         return response
 

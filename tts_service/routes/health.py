@@ -1,24 +1,27 @@
-"""GET /health: is the service ready to speak, and with what."""
+"""GET /health: is the service ready to speak, and with what.
+
+Open to anyone. With an API key set, an answer without the key says only the status (200 when
+ready, 503 otherwise); engines, models, devices and errors need the key. Local paths never show:
+a model loaded from a directory is named by the directory's last component.
+"""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from ..security import may_see_details, public_model_id, redact_paths
+
 bp = Blueprint("health", __name__)
 
 
-@bp.get("/health")
-def health():
-    router = current_app.extensions["tts_router"]
-    settings = current_app.extensions["tts_settings"]
-    status = router.status()
+def _details(router, settings) -> dict:
     engines = []
     for key, scheduler in router.schedulers.items():
         engine = scheduler.engine
         entry = {
             "name": key,
             "provider": engine.provider,
-            "model": engine.model_id,
+            "model": public_model_id(engine.model_id),
             "device": engine.device,
             "status": {"ready": "ok", "idle": "idle"}.get(engine.state, engine.state),
             "languages": sorted(lang for lang, route in router.routes.items() if route.key == key),
@@ -26,12 +29,11 @@ def health():
             "active": scheduler.active,
         }
         if engine.error:
-            entry["error"] = engine.error
+            entry["error"] = redact_paths(str(engine.error))
         engines.append(entry)
     primary = router.routes.get(settings.default_language) or next(iter(router.routes.values()), None)
     body = {
-        "status": status,
-        "model": primary.engine.model_id if primary else None,
+        "model": public_model_id(primary.engine.model_id) if primary else None,
         "provider": primary.engine.provider if primary else None,
         "device": primary.engine.device if primary else settings.resolved_device(),
         "languages": {lang: route.engine.provider for lang, route in sorted(router.routes.items())},
@@ -40,6 +42,17 @@ def health():
     errors = [f"{e['name']}: {e['error']}" for e in engines if e.get("error")]
     if errors:
         body["error"] = "; ".join(errors)
+    return body
+
+
+@bp.get("/health")
+def health():
+    router = current_app.extensions["tts_router"]
+    settings = current_app.extensions["tts_settings"]
+    status = router.status()
+    body = {"status": status}
+    if may_see_details():
+        body.update(_details(router, settings))
     response = jsonify(body)
     response.status_code = 200 if status == "ok" else 503
     if status == "loading":

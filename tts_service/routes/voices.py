@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from ..security import public_model_id
+
 bp = Blueprint("voices", __name__)
 
 
@@ -13,6 +15,6 @@ def voices():
     languages = {}
     for language, route in sorted(router.routes.items()):
         names, default = route.engine.voices(language)
-        languages[language] = {"engine": route.engine.provider, "model": route.engine.model_id,
+        languages[language] = {"engine": route.engine.provider, "model": public_model_id(route.engine.model_id),
                                "voices": names, "default": default}
     return jsonify({"languages": languages})
