@@ -104,8 +104,8 @@ def derive_config(real: dict, *, tokenizer: Path, n_bins: int, weights: Path | N
                   full: bool = False) -> dict:
     """A copy of a released config with its sizes (unless `full`), weights and tokenizer replaced.
 
-    The released file's `weights_path_without_voice_cloning` is dropped: the package falls back
-    to it (on Hugging Face) when `weights_path` cannot be read.
+    The released file's `weights_path_without_voice_cloning` is dropped (the package falls back
+    to it, on Hugging Face, when `weights_path` cannot be read), and so are per-part weight paths.
     """
     config = copy.deepcopy(real)
     if not full:
@@ -114,9 +114,12 @@ def derive_config(real: dict, *, tokenizer: Path, n_bins: int, weights: Path | N
         config["flow_lm"]["lookup_table"]["n_bins"] = n_bins
     config["flow_lm"]["lookup_table"]["tokenizer_path"] = str(tokenizer)
     config.pop("weights_path_without_voice_cloning", None)
-    config.pop("weights_path", None)
-    if weights is not None:
-        config["weights_path"] = str(weights)
+    config["flow_lm"].pop("weights_path", None)
+    config["mimi"].pop("weights_path", None)
+    if weights is None:
+        config.pop("weights_path", None)
+    else:
+        config["weights_path"] = str(weights)  # in place: keeps the released key order
     return config
 
 
