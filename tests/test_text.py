@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tts_service.text import group_sentences, speakable, split_sentences
@@ -96,3 +98,39 @@ def test_long_text_loses_no_sentence(make_app):
     starts = [w["start"] for w in body["words"]]
     assert starts == sorted(starts)
     assert body["duration"] >= sum(body["pieces"])
+
+
+def test_comparisons_are_not_mistaken_for_html_but_tags_go():
+    assert re.findall(r"\w+", speakable("if a<b and c>d then x", "en")) == "if a b and c d then x".split()
+    assert speakable("Use Vector<int> here", "en") == "Use Vector int here"
+    spoken = speakable("Texto <b>en negrita</b> y<br/>otra línea <!-- nota -->", "es")
+    assert spoken == "Texto en negrita y. otra línea"
+
+
+def test_an_amount_keeps_the_sentence_boundary_after_it():
+    spoken = speakable("Precio: $5. Gracias", "es")
+    assert spoken == "Precio: 5 dólares. Gracias"
+    assert split_sentences(spoken) == ["Precio: 5 dólares.", "Gracias"]
+    assert speakable("Son 12,50 € o 3.5%.", "es") == "Son 12,50 euros o 3.5 por ciento."
+
+
+@pytest.mark.parametrize("text, sentences", [
+    ('Dijo: hola. "', ['Dijo: hola. "']),
+    ("Hola. »", ["Hola. »"]),
+    ("Il a dit : « Bonjour. »", ["Il a dit : « Bonjour. »"]),
+    ('"Fin." " Otra frase.', ['"Fin."', '" Otra frase.']),
+    ("... ¡Hola! ?? ¿Qué tal? !!", ["... ¡Hola! ??", "¿Qué tal? !!"]),
+    ("?! ...", []),
+    ("", []),
+])
+def test_no_sentence_is_only_marks(text, sentences):
+    assert split_sentences(text) == sentences
+
+
+def test_invisible_and_control_characters_and_emoji_are_removed():
+    assert speakable("a\u200bb\u200fc\u202ed\u2066e\ufefff\x00g\x07h\ud800i", "en") == "abcdefghi"
+    assert speakable("Listo 🚀✅ 👍🏽 ok 1️⃣", "es") == "Listo ok 1"
+
+
+def test_indented_prose_is_read_not_taken_for_code():
+    assert speakable("Querido amigo:\n\n    te escribo hoy.", "es") == "Querido amigo: te escribo hoy."

@@ -15,6 +15,7 @@ import unicodedata
 from functools import lru_cache
 
 from markdown_it import MarkdownIt
+from markdown_it import rules_block as markdown_rules
 
 # Words said for symbols and markers, per language (English is the fallback).
 WORDS = {
@@ -32,9 +33,30 @@ WORDS = {
            "code": "(exemplo de código)", "link": "link", "plus": "mais", "degrees": "graus"},
 }
 
+
+
+def _bounded_table(state, start: int, end: int, silent: bool) -> bool:
+    """GitHub's table rule, but a table never gets more cells than the whole text has characters.
+
+    Rows shorter than the header are filled with empty cells, so a wide header over many `|` lines
+    would make hundreds of thousands of tokens from 3000 characters; the rows given to the rule are
+    capped by what is left of that budget (kept in the parse's env).
+    """
+    header = state.src[state.bMarks[start]:state.eMarks[start]]
+    budget = state.env.setdefault("table_cells", len(state.src))
+    rows = budget // (header.count("|") + 1)
+    if rows < 1:
+        return False
+    before = len(state.tokens)
+    found = markdown_rules.table(state, start, min(end, start + 2 + rows), silent)
+    state.env["table_cells"] = budget - (len(state.tokens) - before) // 3
+    return found
+
+
 # CommonMark plus GitHub's tables and strikethrough, as LLMs write them. Indented code is off: an
 # indented line in a chat answer is prose far more often than code (code comes fenced).
 _MARKDOWN = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).disable("code")
+_MARKDOWN.block.ruler.at("table", _bounded_table, {"alt": ["paragraph", "reference"]})
 
 # markdown-it reports anything shaped like a tag as HTML, `<b and c>` in `a<b and c>d` included; a
 # tag is only dropped when it names a real element and its attributes look like attributes.
@@ -253,6 +275,8 @@ def _number_words(line: str, words: dict) -> str:
 def _say(line: str, words: dict) -> str:
     """One line of parsed Markdown as words: links, e-mails, amounts and symbols spoken, the rest dropped."""
     line = " ".join(line.split())
+    if not line:
+        return line
     line = _URL.sub(lambda m: _url_words(m.group(), words), line)
     line = _EMAIL.sub(lambda m: _email_words(m, words), line)
     line = _number_words(line, words)
@@ -325,17 +349,15 @@ def split_sentences(text: str) -> list[str]:
         if core[-1] == "." and _is_abbreviation(core[:-1]):
             continue
         cuts.append(word.end())
-    spans, start = [], 0
+    spans: list[list[int]] = []
+    start = previous = 0  # marks before the first sentence join it: `start` stays at 0 until then
     for cut in cuts + [len(text)]:
-        if _has_alnum(text[start:cut]):
+        if _has_alnum(text[previous:cut]):
             spans.append([start, cut])
+            start = cut
         elif spans:
-            spans[-1][1] = cut
-        else:
-            continue  # marks before the first sentence join it: keep `start`
-        start = cut
-    if spans:
-        spans[-1][1] = len(text)
+            spans[-1][1] = start = cut
+        previous = cut
     return [text[a:b].strip() for a, b in spans]
 
 

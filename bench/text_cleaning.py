@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Text cleaning on adversarial input: worst time at TTS_MAX_CHARS, and how it grows at ten times that.
+
+    .venv/bin/python bench/text_cleaning.py                      # the package's tts_service/text.py
+    .venv/bin/python bench/text_cleaning.py --rev HEAD~3 --timeout 20 --no-scale   # an older text.py
+
+Each shape (runs of every Markdown mark, unclosed fences, nested brackets, `3000 newlines + x`, ...)
+is cleaned the way a request is: speakable, then sentences and pieces from the result, plus sentences
+of the raw text (what the service does with "clean": false). Every shape runs in a child process with
+a time limit, so a backtracking cleaner shows up as ">limit" instead of stalling the run. Prints the
+time per shape at SIZE and 10 x SIZE characters and their ratio: about 10 means linear, about 100
+quadratic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZE = 3000  # TTS_MAX_CHARS's default
+
+
+def _fill(unit: str, size: int, head: str = "", tail: str = "") -> str:
+    """`head` + `unit` repeated + `tail`, `size` characters long."""
+    body = size - len(head) - len(tail)
+    return head + (unit * (body // len(unit) + 1))[:body] + tail
+
+
+def shapes(size: int = SIZE) -> dict[str, str]:
+    """Inputs that make backtracking patterns or naive parsers slow, each `size` characters long."""
+    out = {
+        "newlines + x": _fill("\n", size, tail="x"),
+        "'# a' + spaces + 'b'": _fill(" ", size, head="# a", tail="b"),
+        "spaces + x": _fill(" ", size, tail="x"),
+        "tabs and newlines": _fill("\t\n ", size, tail="x"),
+        "one long word": _fill("a", size),
+        "'*_' alternation": _fill("*_", size),
+        "'_*' alternation + x": _fill("_*", size, tail="x"),
+        "'**a' unclosed": _fill("**a", size),
+        "'*a' unclosed": _fill("*a", size),
+        "'_a _' alternation": _fill("_a _", size),
+        "'~~a' unclosed": _fill("~~a", size),
+        "'* ' rule-like + x": _fill("* ", size, tail="x"),
+        "'- ' nested lists + x": _fill("- ", size, tail="x"),
+        "'-_*' rule-like + x": _fill("-_* ", size, tail="x"),
+        "'> ' nested quotes + x": _fill("> ", size, tail="x"),
+        "'1. ' nested lists": _fill("1. ", size),
+        "nested brackets '['": _fill("[", size),
+        "'[[..]]' balanced": "[" * (size // 2) + "]" * (size - size // 2),
+        "'[a..](b)' long label": _fill("[a", size, tail="](b)"),
+        "'*..a..*' nested": "*" * (size // 2) + "a" + "*" * (size - size // 2 - 1),
+        "'* a' list lines": _fill("* a\n", size),
+        "setext headings": _fill("a\n=\n", size),
+        "one-column tables": _fill("|a|\n|-|\n", size),
+        "'[a](' unclosed links": _fill("[a](", size),
+        "'![' images": _fill("![", size),
+        "'[a]: ' definitions": _fill("[a]:\n", size),
+        "'<' run": _fill("<", size),
+        "'<a ' unclosed tags": _fill("<a ", size),
+        "'<a b=\"' quoted": _fill("<a b=\"", size),
+        "'a<b and c>' prose": _fill("a<b and c>", size),
+        "'<!--' comments": _fill("<!--", size),
+        "'<http://' autolinks": _fill("<http://", size),
+        "'(' run": _fill("(", size),
+        "'`a' backticks": _fill("`a", size),
+        "'``a`' backticks": _fill("``a`", size),
+        "unclosed fence": _fill("x", size, head="```python\n"),
+        "fences": _fill("```\n", size),
+        "table": "| Command | Meaning |\n|---|---|\n" + _fill("| ls | list |\n", size - 34),
+        "wide table, empty rows": _fill("|a", size // 3) + "|\n" + _fill("|-", size // 3) + "|\n"
+                                  + _fill("|\n", size - 2 * (size // 3) - 4),
+        "'$1' alternation": _fill("$1", size),
+        "'1.' run": _fill("1.", size),
+        "'1%' alternation": _fill("1%", size),
+        "digits + '€'": _fill("1", size, tail=" €"),
+        "'1°' alternation": _fill("1°", size),
+        "'a&' alternation": _fill("a&", size),
+        "' + ' alternation": _fill(" + ", size),
+        "URL": _fill("a", size, head="http://"),
+        "'www.' run": _fill("www.", size),
+        "'http://' run": _fill("http://", size),
+        "'a@' e-mails": _fill("a@", size),
+        "'a.' + '@'": _fill("a.", size, tail="@"),
+        "'a@b.' e-mails": _fill("a@b.", size),
+        "'Dr. ' abbreviations": _fill("Dr. ", size),
+        "'A. ' initials": _fill("A. ", size),
+        "'. ' run": _fill(". ", size),
+        "'.\" ' quotes": _fill(".\" ", size),
+        "'» ' guillemets": _fill("» ", size),
+        "'.' + spaces + 'a'": _fill(" ", size, head="Hola.", tail="a"),
+        "emoji": _fill("😀", size),
+        "zero-width and bidi": _fill("\u200b\u202e\u2066a", size),
+        "lone surrogates": _fill("\ud800a", size),
+        "combining marks": _fill("\u0301\u0316", size, head="a"),
+        "'&#x202E;' entities": _fill("&#x202E;", size),
+        "'\\\\' escapes": _fill("\\", size),
+    }
+    for mark in "*_#-+=|~`>[]<!\\$&%.:":
+        out[f"'{mark}' run"] = _fill(mark, size)
+    return out
+
+
+def load(path: Path):
+    """A text.py module loaded from `path` (the package's, or an older one out of git)."""
+    spec = importlib.util.spec_from_file_location("text_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def clean(module, text: str) -> None:
+    """What a request does with its text: speakable, sentences, pieces; and sentences of the raw text."""
+    spoken = module.speakable(text, "es")
+    module.group_sentences(module.split_sentences(spoken), groups=4)
+    module.split_sentences(text)
+
+
+def time_one(path: Path, name: str, size: int, repeat: int) -> float:
+    """Best of `repeat` runs (one when the first is already slow), in seconds."""
+    module = load(path)
+    text = shapes(size)[name]
+    clean(module, "# Warm **up** ☕")
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        clean(module, text)
+        best = min(best, time.perf_counter() - start)
+        if best > 1:
+            break
+    return best
+
+
+def measure(path: Path, name: str, size: int, repeat: int, timeout: float) -> float | None:
+    """Seconds in a child process; None when it ran past `timeout`."""
+    command = [sys.executable, __file__, "--child", json.dumps([str(path), name, size, repeat])]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=True)
+    except subprocess.TimeoutExpired:
+        return None
+    return float(done.stdout.split()[-1])
+
+
+def shown(seconds: float | None, timeout: float) -> str:
+    return f">{timeout:g} s" if seconds is None else f"{seconds * 1000:.2f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rev", help="bench tts_service/text.py as of this git revision instead")
+    parser.add_argument("--size", type=int, default=SIZE)
+    parser.add_argument("--timeout", type=float, default=60, help="seconds per shape before giving up")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-scale", action="store_true", help="skip the 10 x size run")
+    parser.add_argument("--only", help="shapes whose name contains this")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        sys.path.insert(0, str(ROOT))
+        path, name, size, repeat = json.loads(args.child)
+        print(time_one(Path(path), name, size, repeat))
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        path = ROOT / "tts_service" / "text.py"
+        if args.rev:
+            path = Path(folder) / "text.py"
+            source = subprocess.run(["git", "show", f"{args.rev}:tts_service/text.py"], cwd=ROOT,
+                                    capture_output=True, text=True, check=True).stdout
+            path.write_text(source)
+        names = [n for n in shapes(args.size) if not args.only or args.only in n]
+        big = args.size * 10
+        print(f"{'shape':<28} {f'{args.size} chars':>12} {f'{big} chars':>12} {'ratio':>7}")
+        worst: dict[int, tuple[float, str]] = {}
+        ratios = []
+        for name in names:
+            small = measure(path, name, args.size, args.repeat, args.timeout)
+            large = None if args.no_scale or small is None else measure(path, name, big, args.repeat, args.timeout)
+            ratio = f"{large / small:.1f}" if small and large else "-"
+            if small and large and small > 1e-3:  # below a millisecond the ratio is mostly noise
+                ratios.append((large / small, name))
+            print(f"{name:<28} {shown(small, args.timeout):>12} "
+                  f"{'-' if args.no_scale else shown(large, args.timeout):>12} {ratio:>7}", flush=True)
+            for size, seconds in ((args.size, small), (big, large)):
+                if size == big and args.no_scale:
+                    continue
+                seconds = float("inf") if seconds is None else seconds
+                if seconds > worst.get(size, (-1.0, ""))[0]:
+                    worst[size] = (seconds, name)
+        for size, (seconds, name) in worst.items():
+            print(f"worst at {size} chars: {shown(None if seconds == float('inf') else seconds, args.timeout)}"
+                  f" ({name})")
+        if ratios:
+            ratio, name = max(ratios)
+            print(f"largest 10x/1x ratio over shapes above 1 ms: {ratio:.1f} ({name}); 10 is linear")
+
+
+if __name__ == "__main__":
+    main()
