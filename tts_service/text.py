@@ -87,7 +87,7 @@ _WORD = re.compile(r"\S+")
 _STRAY = frozenset("*_#|~^<>=\\{}[]`")
 _LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 _MAX_MARKS = 4  # combining marks kept after one base character: more is "zalgo" text, never speech
-_TERMINAL = ".!?…:;,"
+_TERMINAL = frozenset(".!?…:;,")
 _SENTENCE_ENDS = ".!?…"
 _CLOSERS = "\"'»”’›)]"
 _OPENERS = "\"'«“‘‹([¿¡"
@@ -291,7 +291,7 @@ def _has_alnum(text: str) -> bool:
 
 def _end_line(line: str) -> str:
     line = line.strip()
-    if line and line.rstrip(_CLOSERS)[-1:] not in tuple(_TERMINAL):
+    if line and line.rstrip(_CLOSERS)[-1:] not in _TERMINAL:
         line += "."
     return line
 
