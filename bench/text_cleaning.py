@@ -100,6 +100,7 @@ def shapes(size: int = SIZE) -> dict[str, str]:
         "lone surrogates": _fill("\ud800a", size),
         "combining marks": _fill("\u0301\u0316", size, head="a"),
         "'&#x202E;' entities": _fill("&#x202E;", size),
+        "terminal escapes": _fill("\x1b[1;31", size, tail="m"),
         "'\\\\' escapes": _fill("\\", size),
     }
     for mark in "*_#-+=|~`>[]<!\\$&%.:":

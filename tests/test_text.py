@@ -130,6 +130,7 @@ def test_no_sentence_is_only_marks(text, sentences):
 def test_invisible_and_control_characters_and_emoji_are_removed():
     assert speakable("a\u200bb\u200fc\u202ed\u2066e\ufefff\x00g\x07h\ud800i", "en") == "abcdefghi"
     assert speakable("Listo 🚀✅ 👍🏽 ok 1️⃣", "es") == "Listo ok 1"
+    assert speakable("Error:\x1b[1;31m rojo\x1b[0m.", "es") == "Error: rojo."
 
 
 def test_indented_prose_is_read_not_taken_for_code():

@@ -83,6 +83,7 @@ _SPACE_BEFORE_MARK = re.compile(r" ([,.;:!?…])")
 _REPEATED_MARK = re.compile(r"([,;:])\1+")
 _DOTS = re.compile(r"\.\.+")
 _WORD = re.compile(r"\S+")
+_TERMINAL_ESCAPE = re.compile(r"\x1b\[[0-?]{0,64}[ -/]{0,16}[@-~]")  # colours pasted from a terminal
 
 _STRAY = frozenset("*_#|~^<>=\\{}[]`")
 _LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
@@ -126,7 +127,8 @@ def _spoken_char(char: str) -> str:
 
 def _sanitize(text: str) -> str:
     """Drop what nobody reads aloud, cap runs of combining marks, then NFC."""
-    text = "".join(map(_input_char, text.replace("\r\n", "\n")))
+    text = _TERMINAL_ESCAPE.sub("", text.replace("\r\n", "\n")) if "\x1b" in text else text.replace("\r\n", "\n")
+    text = "".join(map(_input_char, text))
     if any(unicodedata.combining(c) for c in text):
         kept, run = [], 0
         for char in text:
