@@ -1,15 +1,21 @@
 """Kyutai Pocket TTS through the pocket-tts package: Spanish, German, Italian, Portuguese, and more.
 
 One model per language, loaded with the package's own `TTSModel.load_model` (its language config,
-or a configured YAML). The package generates one request at a time and runs its own generation
-and decoding threads, so the worker interleaves requests fairly instead: each step speaks one
-sentence of one request, round-robin, streaming that sentence's chunks as they are decoded.
-A long answer therefore never holds a short one back by more than a sentence.
+or a configured YAML). The package generates one request at a time, a whole sentence per call,
+in its own generation and decoding threads. Here the worker drives the package's modules itself,
+one frame (80 ms of audio) per step for every active request: a new request hears its first
+audio one frame-round after it is admitted, and cancellation and deadlines are checked every
+frame. The loop follows the package's own `_generate` / `_autoregressive_generation` /
+`_decode_audio_worker` (pocket_tts/models/tts_model.py, 4.0.1) call for call, so that a request
+alone gets exactly the audio `generate_audio` gives; it is pinned to that version and falls back
+to the package's per-sentence generator when the internals differ.
 """
 
 from __future__ import annotations
 
 import collections
+import copy
+import importlib.metadata
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -33,6 +39,30 @@ PACKAGE_LANGUAGES = {"en": "english", "fr": "french", "de": "german", "it": "ita
                      "pt": "portuguese", "es": "spanish", "nl": "dutch"}
 VOICE_FILES = (".wav", ".mp3", ".flac", ".ogg")
 STATE_FILES = (".safetensors",)
+# The package version whose internals the frame loop was written against.
+FRAME_LOOP_VERSION = "4.0.1"
+_MODEL_ATTRIBUTES = ("_run_flow_lm_and_increment_step", "_expand_kv_cache", "_flow_lm_current_end",
+                     "_estimate_max_gen_len", "_MIN_FRAMES_BEFORE_EOS", "flow_lm", "mimi", "eos_threshold")
+
+
+def frame_loop_problem(model) -> str | None:
+    """Why the frame loop cannot drive this model (None when it can): version and internals."""
+    try:
+        version = importlib.metadata.version("pocket-tts")
+    except importlib.metadata.PackageNotFoundError:
+        return "pocket-tts is not installed as a distribution"
+    if version != FRAME_LOOP_VERSION:
+        return f"pocket-tts {version} is installed; the frame loop was written for {FRAME_LOOP_VERSION}"
+    missing = [name for name in _MODEL_ATTRIBUTES if not hasattr(model, name)]
+    missing += [f"mimi.{name}" for name in ("decode_from_latent", "encoder_frame_rate", "frame_rate")
+                if not hasattr(getattr(model, "mimi", None), name)]
+    missing += [f"flow_lm.{name}" for name in ("emb_std", "emb_mean", "ldim", "dtype", "conditioner")
+                if not hasattr(getattr(model, "flow_lm", None), name)]
+    if missing:
+        return f"pocket-tts lacks {', '.join(missing)}"
+    return None
+
+
 @dataclass
 class PocketPiece:
     """One chunk as the package will speak it: its own text rules applied, tokens counted."""
@@ -50,10 +80,25 @@ class PocketPrepared:
 
 
 @dataclass
+class _Piece:
+    """One chunk being generated: its flow-LM and Mimi states, as the package keeps them."""
+
+    flow_state: dict
+    mimi_state: dict
+    latent: object  # the last latent, fed back in; NaN (the package's BOS) at the start
+    max_frames: int
+    frames_after_eos: int
+    frame: int = 0
+    eos_frame: int | None = None
+    faded: bool = False
+
+
+@dataclass
 class _Active:
     job: "Job"
     sentences: collections.deque = field(default_factory=collections.deque)
     samples: int = 0
+    piece: _Piece | None = None
 
 
 class PocketEngine(Engine):
@@ -68,6 +113,7 @@ class PocketEngine(Engine):
             raise ValueError(f"Pocket TTS has no model for {language!r}; "
                              f"it speaks {', '.join(sorted(PACKAGE_LANGUAGES))}")
         self._model = None
+        self._frame_loop = False
         self._voice_states: dict[str, object] = {}
         self._broken_voices: set[str] = set()
         self._active: collections.deque[_Active] = collections.deque()
@@ -139,6 +185,11 @@ class PocketEngine(Engine):
             raise ValueError("Pocket TTS has no voice: set TTS_POCKET_VOICE to a WAV in TTS_VOICE_DIR")
         if default not in names:
             raise ValueError(f"TTS_POCKET_VOICE={default!r} is not a voice; available: {', '.join(names)}")
+        problem = frame_loop_problem(self._model)
+        self._frame_loop = problem is None
+        if problem:
+            logger.warning("Pocket TTS %s: %s; generating a sentence per step instead of a frame",
+                           self.language, problem)
         self._voice_state(self._voice_source(default))
         # Every voice is encoded once here, so that no request encodes audio in the worker.
         for name in names:
@@ -224,6 +275,94 @@ class PocketEngine(Engine):
         return [entry.job for entry in self._active]
 
     def step(self) -> bool:
+        if not self._active:
+            return False
+        if not self._frame_loop:
+            return self._step_sentence()
+        for entry in list(self._active):
+            self._advance(entry)
+        return True
+
+    # -- one frame per step ----------------------------------------------------------------
+    def _advance(self, entry: _Active) -> None:
+        """One frame of `entry`'s current piece (starting the next piece when one ends)."""
+        import torch
+
+        job = entry.job
+        with torch.no_grad():
+            pcm = None
+            while pcm is None:
+                if entry.piece is None:
+                    if not entry.sentences:
+                        self._active.remove(entry)
+                        job.finish()
+                        return
+                    entry.piece = self._start_piece(job, entry.sentences.popleft())
+                pcm = self._next_frame(entry.piece)
+                if pcm is None:
+                    entry.piece = None  # this piece ended; the next one starts in this same step
+        limit = int(job.request.max_audio_seconds * self.sample_rate)
+        pcm = pcm[: max(limit - entry.samples, 0)]
+        if len(pcm):
+            job.push_audio(np.clip(pcm, -1.0, 1.0))
+            entry.samples += len(pcm)
+        if entry.samples >= limit:
+            self._active.remove(entry)
+            job.finish(truncated=True)
+
+    def _start_piece(self, job: "Job", piece: PocketPiece) -> _Piece:
+        """A fresh copy of the voice state, prompted with the piece's tokens (as `_generate` does)."""
+        import torch
+        from pocket_tts.modules.stateful_module import init_states
+
+        model = self._model
+        state = copy.deepcopy(self._voice_states[str(job.request.prepared.voice_source)])
+        tokens = torch.tensor([piece.tokens], dtype=torch.long, device=model.device)
+        max_frames = model._estimate_max_gen_len(len(piece.tokens))
+        model._expand_kv_cache(state, sequence_length=model._flow_lm_current_end(state) + len(piece.tokens)
+                               + max_frames)
+        model._run_flow_lm_and_increment_step(model_state=state, text_tokens=tokens)
+        steps_per_latent = int(model.mimi.encoder_frame_rate / model.mimi.frame_rate)
+        mimi_state = init_states(model.mimi, batch_size=1, sequence_length=max_frames * steps_per_latent)
+        latent = torch.full((1, 1, model.flow_lm.ldim), float("NaN"), device=model.device,
+                            dtype=model.flow_lm.dtype)
+        return _Piece(state, mimi_state, latent, max_frames, piece.frames_after_eos)
+
+    def _next_frame(self, piece: _Piece) -> np.ndarray | None:
+        """The next frame's PCM, or None when the piece is over (its end of speech, or its length)."""
+        model = self._model
+        if piece.frame >= piece.max_frames:
+            return None
+        latent, is_eos = model._run_flow_lm_and_increment_step(model_state=piece.flow_state,
+                                                               backbone_input_latents=piece.latent)
+        step = piece.frame
+        piece.frame += 1
+        if is_eos.item() and piece.eos_frame is None and step >= model._MIN_FRAMES_BEFORE_EOS:
+            piece.eos_frame = step
+        if piece.eos_frame is not None and step >= piece.eos_frame + piece.frames_after_eos:
+            return None
+        piece.latent = latent
+        return self._decode(piece, latent)
+
+    def _decode(self, piece: _Piece, latent) -> np.ndarray:
+        import torch
+        from pocket_tts.modules.stateful_module import increment_steps
+
+        model = self._model
+        audio = model.mimi.decode_from_latent(torch.cat([latent], dim=1) * model.flow_lm.emb_std
+                                              + model.flow_lm.emb_mean, piece.mimi_state)
+        if not piece.faded:
+            # The package fades the first 5 ms of every chunk in: a fresh decoder state clicks.
+            fade = torch.linspace(0, 1, self.sample_rate // 200)
+            n = min(fade.numel(), audio.shape[-1])
+            audio[..., :n] *= fade[:n].to(audio)
+            piece.faded = True
+        increment_steps(model.mimi, piece.mimi_state,
+                        increment=int(model.mimi.encoder_frame_rate / model.mimi.frame_rate))
+        return audio[0, 0].detach().cpu().numpy().astype(np.float32, copy=False)
+
+    # -- one sentence per step (other pocket-tts versions) ---------------------------------
+    def _step_sentence(self) -> bool:
         if not self._active:
             return False
         entry = self._active.popleft()

@@ -1,0 +1,134 @@
+"""Pocket TTS on the tiny model: one frame per step for every request, the package's own audio, fair starts."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from tts_service.config import Settings
+from tts_service.engines.base import SynthesisRequest
+from tts_service.scheduler import JobCancelled, Scheduler
+
+HOLA = "Hola, soy Capibara con voz natural."
+LONG = " ".join(["Hola, soy Capibara con voz natural de Kyutai y hablo despacio."] * 3)
+FRAME = 1920  # samples per 80 ms frame at 24 kHz
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_env):
+    """The Spanish tiny model with sampling made deterministic (temperature 0)."""
+    from tts_service.engines.pocket import PocketEngine
+
+    engine = PocketEngine(Settings.from_env(tiny_env), "es")
+    engine.load()
+    engine._model.temp = 0.0
+    return engine
+
+
+@pytest.fixture
+def scheduler(engine):
+    scheduler = Scheduler(engine, batch_wait=0.05, timeout=60)
+    scheduler.start(preload=False)
+    yield scheduler
+    scheduler.stop(timeout=30)
+
+
+def package_audio(engine, text: str) -> np.ndarray:
+    """What pocket-tts's own `generate_audio` says for `text` with the engine's default voice.
+
+    Its decoder thread decodes however many frames are queued at once, so the sample values
+    depend on thread timing; one frame per call is the package's own deterministic setting.
+    """
+    model = engine._model
+    _, default = engine.voices("es")
+    state = engine._voice_states[str(engine._voice_source(default))]
+    previous = model.max_decoder_frames_per_call
+    model.max_decoder_frames_per_call = 1
+    try:
+        return model.generate_audio(state, text).numpy()
+    finally:
+        model.max_decoder_frames_per_call = previous
+
+
+def test_the_frame_loop_drives_the_installed_package(engine):
+    from tts_service.engines.pocket import frame_loop_problem
+
+    assert frame_loop_problem(engine._model) is None
+    assert engine._frame_loop
+
+
+def test_a_request_alone_is_the_packages_own_audio_sample_for_sample(engine, scheduler):
+    audio = scheduler.submit(SynthesisRequest(HOLA, "es")).result().audio
+    reference = package_audio(engine, HOLA)
+    assert len(audio) == len(reference) > FRAME
+    assert np.array_equal(audio, reference)
+
+
+def test_every_step_is_one_frame_for_every_request(engine, scheduler):
+    sizes = []
+    jobs = [scheduler.submit(SynthesisRequest(LONG, "es", max_audio_seconds=2.0)) for _ in range(3)]
+    # Read each job's chunks as they arrive: every audio event is one frame.
+    for job in jobs:
+        sizes += [len(payload) for kind, payload in job.events() if kind == "audio"]
+    assert sizes and max(sizes) <= FRAME
+    assert statistics.median(sizes) == FRAME
+    assert scheduler.stats.batch_sizes[3] > 0
+
+
+def test_four_concurrent_requests_all_start_within_a_frame_round(engine):
+    snapshots = []  # before every step: what each active job has heard so far
+    scheduler = Scheduler(engine, batch_wait=0.05, timeout=60, on_step=lambda size: snapshots.append(
+        {job.id: job.samples for job in engine.active_jobs()}))
+    scheduler.start(preload=False)
+    try:
+        alone = scheduler.submit(SynthesisRequest(LONG, "es", max_audio_seconds=2.0))
+        alone_audio = alone.result().audio
+        single = alone.first_audio_at - alone.created
+        frame_seconds = (alone.finished_at - alone.first_audio_at) / (len(alone_audio) / FRAME)
+
+        barrier = threading.Barrier(4)
+        jobs = []
+
+        def submit():
+            barrier.wait()
+            jobs.append(scheduler.submit(SynthesisRequest(LONG, "es", max_audio_seconds=2.0)))
+
+        threads = [threading.Thread(target=submit) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        lengths = [len(job.result().audio) for job in jobs]
+    finally:
+        scheduler.stop(timeout=30)
+    waits = [job.first_audio_at - job.created for job in jobs]
+    # A sentence-per-step worker makes the last of four wait for three whole answers (tens of
+    # frames each); one frame per request per step makes it wait about one round of four frames.
+    assert max(waits) <= 4 * single + 8 * frame_seconds + 0.25, (waits, single, frame_seconds)
+    assert statistics.median(waits) <= 3 * single + 4 * frame_seconds + 0.25, (waits, single)
+    # The same counted in audio, which no machine load can blur: by the time the last of the four
+    # had heard anything, none of the others had been given more than a few frames.
+    ids = {job.id for job in jobs}
+    started = next(snap for snap in snapshots if ids <= set(snap) and all(snap[i] > 0 for i in ids))
+    assert max(started[i] for i in ids) <= 3 * FRAME, started
+    assert all(length > 10 * FRAME for length in lengths)
+
+
+def test_cancelled_request_stops_within_a_frame_and_others_go_on(engine, scheduler):
+    keep = scheduler.submit(SynthesisRequest(LONG, "es", max_audio_seconds=2.0))
+    drop = scheduler.submit(SynthesisRequest(LONG, "es", max_audio_seconds=2.0))
+    deadline = time.monotonic() + 30
+    while drop.first_audio_at is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    drop.cancel()
+    cancelled_at = time.monotonic()
+    with pytest.raises(JobCancelled):
+        drop.result()
+    assert drop.finished_at - cancelled_at < 1.0
+    kept = keep.result().audio
+    assert drop.samples < len(kept) / 2
+    assert len(kept) > 10 * FRAME and float(np.abs(kept).max()) > 1e-3
