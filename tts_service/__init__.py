@@ -45,5 +45,8 @@ def create_app(settings: Settings | None = None, *, start: bool = True, **overri
     app.register_blueprint(websocket.bp)
 
     if start:
+        if settings.wyoming_port:
+            from .wyoming import install as install_wyoming
+            app.extensions["tts_wyoming"] = install_wyoming(settings, router)
         router.start()
     return app

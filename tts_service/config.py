@@ -61,6 +61,11 @@ def _port(value: str) -> int:
     return number
 
 
+def _port_or_off(value: str) -> int:
+    """A port, or 0 for "this server is off"."""
+    return 0 if value.strip() == "0" else _port(value)
+
+
 def _temperature(value: str) -> float:
     number = float(value)
     if not 0 <= number <= 2:
@@ -189,6 +194,14 @@ class Settings:
                                  "gunicorn threads for HTTP I/O (the models have their own worker threads).")
     log_file: str = _setting("TTS_LOG_FILE", "tts.log", _optional,
                              doc="Rotating log file (10 MB x 5) besides stdout; empty for stdout only.")
+    wyoming_port: int = _setting("TTS_WYOMING_PORT", 0, _port_or_off,
+                                 "Wyoming TCP port for Home Assistant (10200 is usual); 0 or empty: off.")
+    wyoming_host: str = _setting("TTS_WYOMING_HOST", "", _optional,
+                                 doc="Address the Wyoming server listens on; empty: the same as HOST. "
+                                     "Keep it on the local network: Wyoming has no authentication.")
+    wyoming_zeroconf: bool = _setting("TTS_WYOMING_ZEROCONF", False, _bool,
+                                      "Announce the Wyoming server over mDNS (_wyoming._tcp) for Home Assistant "
+                                      "discovery; needs the zeroconf package.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
