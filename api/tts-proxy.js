@@ -11,6 +11,10 @@
  * POST /api/tts-proxy?stream=1   -> POST {backend}/tts/stream   (audio streamed through)
  * The backend's status and body pass through; 502/504 {"error", "fallback": true} when it is
  * down or slow, so the browser client speaks with its fallback voice.
+ *
+ * The browser's address goes to the backend in X-Forwarded-For, so that its rate limits apply
+ * per browser and not to the proxy as one client: set TTS_TRUST_PROXY=1 on the service. A
+ * browser that leaves stops the backend's work too, streaming or not.
  */
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -57,6 +61,18 @@ async function readBody(req) {
   return JSON.parse(Buffer.concat(chunks).toString('utf8'));
 }
 
+/**
+ * X-Forwarded-For for the backend: the chain that reached this function, ending with the browser.
+ * Vercel sets x-forwarded-for and x-real-ip to the browser's address itself (a value the browser
+ * sent is replaced), so the last entry is the one a backend trusting one proxy will use.
+ */
+export function forwardedFor(req) {
+  const chain = String(req.headers['x-forwarded-for'] || '').split(',').map((part) => part.trim()).filter(Boolean);
+  const client = String(req.headers['x-real-ip'] || '').trim() || chain[chain.length - 1] || req.socket?.remoteAddress;
+  if (client && chain[chain.length - 1] !== client) chain.push(client);
+  return chain.join(', ');
+}
+
 function wantsStream(req, body) {
   const query = req.query || Object.fromEntries(new URL(req.url || '/', 'http://proxy').searchParams);
   return query.stream === '1' || query.stream === 'true' || body.stream === true;
@@ -95,10 +111,14 @@ export default async function handler(req, res) {
   const headers = { 'Content-Type': 'application/json' };
   if (process.env.TTS_API_KEY) headers.Authorization = `Bearer ${process.env.TTS_API_KEY}`;
   if (req.headers['x-request-id']) headers['X-Request-Id'] = String(req.headers['x-request-id']).slice(0, 64);
+  const chain = forwardedFor(req);
+  if (chain) headers['X-Forwarded-For'] = chain;
   const timeoutMs = Number(process.env.TTS_PROXY_TIMEOUT_MS || 25000);
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   const { stream: _ignored, ...forwarded } = body;
+  // A browser that leaves (stop(), a new speak(), a closed tab) must stop the generation too.
+  res.on('close', () => { if (!res.writableFinished) controller.abort(); });
   let upstream;
   try {
     upstream = await fetch(url, { method: 'POST', headers, body: JSON.stringify(forwarded), signal: controller.signal });
@@ -119,8 +139,6 @@ export default async function handler(req, res) {
   try {
     if (stream && upstream.ok && upstream.body) {
       clearTimeout(timer); // the stream may outlast the timeout; only its start is bounded
-      // A browser that leaves (stop(), a new speak(), a closed tab) must stop the generation too.
-      res.on('close', () => { if (!res.writableFinished) controller.abort(); });
       await pipeline(Readable.fromWeb(upstream.body), res);
     } else {
       const data = Buffer.from(await upstream.arrayBuffer());

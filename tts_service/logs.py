@@ -1,14 +1,49 @@
-"""Logging for the service processes: stdout and a rotating file, level from the settings."""
+"""Logging for the service processes: stdout and a rotating file, level from the settings.
+
+One record is one line: control characters in a message (a request path with %0A, an escape
+sequence) are written escaped, and the lines of a traceback follow indented, so that nothing a
+client sends can start a line that passes for a record of its own.
+"""
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
+import re
 import sys
 
 from .config import Settings
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CONTINUATION = "  | "
+
+
+def log_safe(value: object) -> str:
+    """Control characters written as escapes (\\x0a); escaping twice changes nothing more."""
+    def escape(match: re.Match) -> str:
+        char = match.group()
+        return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    return _CONTROL.sub(escape, str(value))
+
+
+class OneLineFormatter(logging.Formatter):
+    """The message on one line; traceback and stack lines indented under it."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = log_safe(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei) -> str:
+        return self._indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return self._indented(super().formatStack(stack_info))
+
+    @staticmethod
+    def _indented(text: str) -> str:
+        return "\n".join(CONTINUATION + log_safe(line) for line in text.splitlines())
 
 
 def configure_logging(settings: Settings) -> None:
@@ -17,7 +52,7 @@ def configure_logging(settings: Settings) -> None:
     if settings.log_file:
         handlers.append(logging.handlers.RotatingFileHandler(
             settings.log_file, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"))
-    formatter = logging.Formatter(FORMAT)
+    formatter = OneLineFormatter(FORMAT)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

@@ -27,6 +27,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import Settings
 from .errors import ApiError, request_id
+from .logs import log_safe
 
 access_log = logging.getLogger("tts_service.access")
 
@@ -76,16 +77,7 @@ def may_see_details() -> bool:
 
 
 # -- what open answers and log lines may contain -----------------------------------------------
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\\]")
 _LOCAL_PATH = re.compile(r"(?<![\w.:/~-])~?/(?:[^\s'\"()\[\],;/]+/)+[^\s'\"()\[\],;/]*")
-
-
-def log_safe(value: object) -> str:
-    """Control characters (and backslashes) escaped, so that one request is one log line."""
-    def escape(match: re.Match) -> str:
-        char = match.group()
-        return "\\\\" if char == "\\" else f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
-    return _CONTROL.sub(escape, str(value))
 
 
 def redact_paths(text: str) -> str:
@@ -149,7 +141,9 @@ def install(app: Flask, settings: Settings, metrics=None) -> Limiter:
         if not settings.api_key or request.method == "OPTIONS":
             return None
         websocket = request.blueprint == "websocket"
-        presented = _presented_key() or (request.args.get("api_key", "") if websocket else "")
+        # WebSocket clients may send the key in the query (browsers cannot set headers there).
+        presented = _presented_key() or (request.args.get("api_key", "") or request.args.get("auth_id", "")
+                                         if websocket else "")
         needs_key = not is_open()
         if not needs_key and not presented:
             return None  # an open endpoint asked without a key: it answers without details

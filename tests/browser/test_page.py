@@ -76,15 +76,15 @@ def page(browser, service):
     context.add_init_script(INSTRUMENT)
     page = context.new_page()
     page.goto(f"{service[0]}/web/")
-    page.wait_for_function("window.KyutaiTTS !== undefined")
+    page.wait_for_function("() => window.KyutaiTTS !== undefined")
     yield page
     context.close()
 
 
 def test_speaking_plays_the_services_audio_at_its_length(page):
     page.click("#speak")
-    page.wait_for_function("document.getElementById('provider').textContent === 'Kyutai Pocket TTS'", timeout=60000)
-    page.wait_for_function("document.getElementById('message').textContent.startsWith('Listo')", timeout=60000)
+    page.wait_for_function("() => document.getElementById('provider').textContent === 'Kyutai Pocket TTS'", timeout=60000)
+    page.wait_for_function("() => document.getElementById('message').textContent.startsWith('Listo')", timeout=60000)
     played = page.evaluate("window.__played")
     answer = page.evaluate("""fetch('/tts', {method: 'POST', headers: {'Content-Type': 'application/json'},
         body: JSON.stringify({text: document.getElementById('text').value, language: 'es'})}).then(r => r.json())""")
@@ -252,11 +252,11 @@ def test_speech_blocked_by_the_autoplay_policy_plays_at_the_first_click(browser,
         path = "/tts/stream" if stream else "/tts"
         with page.expect_response(lambda r: r.url.endswith(path) and r.request.method == "POST", timeout=60000):
             page.goto(f"{service[0]}/web/")
-        page.wait_for_function("window.__events.length > 0", timeout=20000)
+        page.wait_for_function("() => window.__events.length > 0", timeout=20000)
         page.wait_for_timeout(5500)
         assert page.evaluate("window.__events") == ["blocked"], "sound must wait for the user"
         page.mouse.click(5, 5)
-        page.wait_for_function("window.__result !== undefined", timeout=30000)
+        page.wait_for_function("() => window.__result !== undefined", timeout=30000)
         assert page.evaluate("window.__events") == ["blocked", "start", "end"]
         assert page.evaluate("window.__result.provider") == "Kyutai DSM TTS"
         assert page.evaluate("window.__spoken") == []
@@ -264,7 +264,12 @@ def test_speech_blocked_by_the_autoplay_policy_plays_at_the_first_click(browser,
         strict.close()
 
 
-def test_the_script_tag_and_module_forms_all_load(page):
+def test_the_script_tag_and_module_forms_all_load(browser, service):
+    # The inline module script below is the test's own: the served page's policy forbids inline
+    # scripts, so this page (same origin, for the /web/ URLs) runs without it.
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    page.goto(f"{service[0]}/web/")
     page.set_content("""<!doctype html>
       <script src="/web/tts-integration.js"></script>
       <script type="module">
@@ -272,9 +277,10 @@ def test_the_script_tag_and_module_forms_all_load(page):
         window.__module = { same: KyutaiTTS === window.KyutaiTTS,
                             kinds: [typeof speak, typeof stop, typeof configure] };
       </script>""")
-    page.wait_for_function("window.__module !== undefined")
+    page.wait_for_function("() => window.__module !== undefined")
     assert page.evaluate("window.__module") == {"same": True, "kinds": ["function", "function", "function"]}
     # The classic file also runs as a module script (strict mode, no top-level `this`).
     page.set_content('<!doctype html><script type="module" src="/web/tts-integration.js"></script>')
-    page.wait_for_function("window.KyutaiTTS !== undefined")
+    page.wait_for_function("() => window.KyutaiTTS !== undefined")
     assert page.evaluate("typeof KyutaiTTS.speak") == "function"
+    context.close()

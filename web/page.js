@@ -1,0 +1,110 @@
+// The demo page's own script (a file, so that the Content-Security-Policy allows no inline script).
+// Everything that comes from a server (which ?endpoint= may name) is written as text, never as HTML.
+(function () {
+  'use strict';
+  var params = new URLSearchParams(location.search);
+  var endpoint = params.get('endpoint') || new URL('tts', new URL('/', location.href)).pathname;
+  var base = endpoint.replace(/\/(tts|api\/tts-proxy)\/?$/, '');
+  var tts = window.KyutaiTTS;
+  tts.configure({ endpoint: endpoint, timeout: Number(params.get('timeout') || 20000) });
+  var $ = function (id) { return document.getElementById(id); };
+  $('endpoint').textContent = endpoint;
+  var voicesByLanguage = {};
+
+  function text(value) { return value == null ? '' : String(value); }
+
+  function option(value, label) {
+    var element = document.createElement('option');
+    element.value = value;
+    element.textContent = label;
+    return element;
+  }
+
+  function setHealth(kind, message) {
+    var dot = document.createElement('i');
+    dot.className = 'dot ' + kind;
+    $('health').replaceChildren(dot, document.createTextNode(message));
+  }
+
+  fetch(base + '/health').then(function (r) { return r.json(); }).then(function (h) {
+    // With an API key set, the open /health says only its status; the device needs the key.
+    var ready = h && h.status === 'ok';
+    setHealth(ready ? 'ok' : 'warn', ready ? 'Listo' + (h.device ? ' · ' + text(h.device) : '') : 'Cargando…');
+  }).catch(function () { setHealth('err', 'Sin conexión'); });
+
+  fetch(base + '/voices').then(function (r) {
+    if (!r.ok) throw new Error('GET ' + base + '/voices failed with ' + r.status);
+    return r.json();
+  }).then(function (data) {
+    var languages = data && data.languages;
+    voicesByLanguage = languages && typeof languages === 'object' ? languages : {};
+    fillLanguages();
+    fillVoices();
+  }).catch(function () {
+    // Through a proxy that only forwards speech, the service's default voices still speak.
+    $('voice').title = 'Lista de voces no disponible: se usa la voz predeterminada';
+  });
+
+  function languageName(names, code) {
+    try {
+      var name = names ? names.of(code) : code;
+      return name.charAt(0).toUpperCase() + name.slice(1);
+    } catch (e) {
+      return code; // not a language code Intl knows: shown as it came
+    }
+  }
+
+  // The languages the service speaks, named in Spanish; the static list stays when /voices is missing.
+  function fillLanguages() {
+    var codes = Object.keys(voicesByLanguage);
+    if (!codes.length) return;
+    var select = $('language');
+    var current = select.value;
+    var names = typeof Intl.DisplayNames === 'function' ? new Intl.DisplayNames(['es'], { type: 'language' }) : null;
+    select.replaceChildren.apply(select, codes.map(function (code) {
+      var element = option(code, languageName(names, code));
+      element.selected = code === current;
+      return element;
+    }));
+  }
+
+  function fillVoices() {
+    var entry = voicesByLanguage[$('language').value];
+    var select = $('voice');
+    select.replaceChildren(option('', 'Predeterminada'));
+    if (!entry || !Array.isArray(entry.voices)) return;
+    entry.voices.forEach(function (name) {
+      select.appendChild(option(text(name), text(name) + (name === entry.default ? ' (predeterminada)' : '')));
+    });
+  }
+  $('language').addEventListener('change', fillVoices);
+
+  tts.on('start', function (e) {
+    $('provider').textContent = text(e.detail.provider) || '—';
+    $('latency').textContent = e.detail.firstSoundMs != null ? text(e.detail.firstSoundMs) + ' ms' : '—';
+    $('message').textContent = 'Hablando…';
+  });
+  tts.on('fallback', function (e) { $('message').textContent = 'Usando la voz del navegador: ' + text(e.detail.reason); });
+  tts.on('blocked', function () {
+    $('message').textContent = 'El navegador bloquea el sonido: haz clic en la página para escucharlo.';
+  });
+  tts.on('end', function (e) {
+    var seconds = typeof e.detail.duration === 'number' && e.detail.duration
+      ? ' · ' + e.detail.duration.toFixed(1).replace('.', ',') + ' s de audio' : '';
+    $('message').textContent = e.detail.stopped ? 'Detenido.' : 'Listo' + seconds + '.';
+  });
+  $('text').addEventListener('keydown', function (event) {
+    if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) $('speak').click();
+  });
+
+  $('speak').addEventListener('click', function () {
+    tts.unlock();
+    $('stop').disabled = false;
+    $('message').textContent = 'Generando…';
+    tts.speak($('text').value, { language: $('language').value, voice: $('voice').value || null,
+                                 stream: $('stream').checked })
+      .catch(function (error) { $('message').textContent = 'Error: ' + text(error && error.message); })
+      .then(function () { $('stop').disabled = true; });
+  });
+  $('stop').addEventListener('click', function () { tts.stop(); $('stop').disabled = true; });
+})();
