@@ -14,6 +14,7 @@ see `pocket_tts/modules/text_conditioner.py`, `JsonTokenizer`, and the `tokenize
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from pathlib import Path
 
@@ -174,7 +175,13 @@ def _write_model(config: dict, yaml_path: Path, weights: Path, seed: int) -> Non
 
     torch.manual_seed(seed)
     skeleton = Config(**{k: v for k, v in config.items() if k != "weights_path"})
-    model = TTSModel._from_pydantic_config_with_weights(skeleton, 0.3, 1, None, -4.0)
+    package_log = logging.getLogger("pocket_tts.models.tts_model")
+    level = package_log.level
+    package_log.setLevel(logging.ERROR)  # "model is uninitialized": it is, on purpose
+    try:
+        model = TTSModel._from_pydantic_config_with_weights(skeleton, 0.3, 1, None, -4.0)
+    finally:
+        package_log.setLevel(level)
     with torch.no_grad():
         model.flow_lm.speaker_proj_weight.normal_(0, 0.05)
         model.flow_lm.out_eos.bias.fill_(EOS_BIAS)
