@@ -170,6 +170,22 @@ class Settings:
                                      doc="Directory of custom voices: WAV for Pocket TTS, .safetensors for DSM.")
     pocket_default_voice: str = _setting("TTS_POCKET_VOICE", "",
                                          doc="Default Pocket TTS voice for every language; empty uses each language's own.")
+    pocket_config_dir: str = _setting("TTS_POCKET_CONFIG_DIR", "", _optional,
+                                      doc="Directory of Pocket TTS configs named <language>.yaml (es.yaml...); "
+                                          "a language found there uses it before TTS_POCKET_CONFIG.")
+    pocket_quantize: str = _setting("TTS_POCKET_QUANTIZE", "auto", _choice("auto", "on", "off"),
+                                    "pocket-tts's own int8 quantization (quantize=True): auto is on with "
+                                    "TTS_DEVICE cpu, off with CUDA.")
+    pocket_preload_languages: tuple[str, ...] = _setting(
+        "TTS_POCKET_PRELOAD_LANGUAGES", (), _language_list,
+        "Pocket TTS languages loaded at start; the others load on their first request. "
+        "Empty: TTS_DEFAULT_LANGUAGE and en.")
+    pocket_idle_unload: float = _setting("TTS_POCKET_IDLE_UNLOAD", 900.0, _non_negative(float),
+                                         "Seconds a Pocket TTS language not preloaded may sit unused before "
+                                         "it is unloaded; 0 keeps it.")
+    torch_threads: int = _setting("TTS_TORCH_THREADS", 0, _non_negative(int),
+                                  "torch threads per operation, set once at start (pocket-tts sets 1 when "
+                                  "imported); 0: one per CPU core, the fastest measured for Pocket TTS.")
 
     api_key: str = _setting("TTS_API_KEY", "", doc="When set, synthesis, voice and metrics endpoints need "
                                                     "'Authorization: Bearer <key>'; /health stays open.",

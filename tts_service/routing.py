@@ -60,6 +60,10 @@ class Router:
         self.routes_config = default_routes(settings, cuda)
         self.schedulers: dict[str, Scheduler] = {}
         self.routes: dict[str, Route] = {}
+        # Pocket TTS languages outside this set load on their first request and unload when idle.
+        self.preload_languages = set(settings.pocket_preload_languages
+                                     or (settings.default_language, "en"))
+        self.lazy: set[str] = set()
         for language, kind in sorted(self.routes_config.items()):
             key = kind if kind == "dsm" else f"pocket-{language}"
             if kind == "dsm" and language not in settings.dsm_languages:
@@ -70,6 +74,9 @@ class Router:
                 if metrics is not None:
                     hooks = {"on_step": metrics.batch_size.labels(key).observe,
                              "on_done": lambda job, key=key: metrics.observe_job(key, job.request.language, job)}
+                if kind == "pocket" and language not in self.preload_languages:
+                    self.lazy.add(key)
+                    hooks["idle_unload"] = settings.pocket_idle_unload
                 self.schedulers[key] = Scheduler(
                     self._build(kind, language), max_queue=settings.max_queue,
                     batch_wait=settings.batch_wait_ms / 1000.0, timeout=settings.request_timeout, name=key,
@@ -84,8 +91,9 @@ class Router:
         return PocketEngine(self.settings, language)
 
     def start(self) -> None:
-        for scheduler in self.schedulers.values():
-            scheduler.start(preload=self.settings.preload)
+        set_threads(self.settings, pocket=any(key.startswith("pocket") for key in self.schedulers))
+        for key, scheduler in self.schedulers.items():
+            scheduler.start(preload=self.settings.preload and key not in self.lazy)
 
     def stop(self, timeout: float | None = None) -> None:
         for scheduler in self.schedulers.values():
@@ -105,6 +113,20 @@ class Router:
         states = [s.engine.state for s in self.schedulers.values()]
         if any(state == "error" for state in states):
             return "error"
-        if any(state == "loading" for state in states):
+        # A language loading for its first request is not the service loading.
+        if any(s.engine.state == "loading" for key, s in self.schedulers.items() if key not in self.lazy):
             return "loading"
         return "ok"
+
+
+def set_threads(settings: Settings, pocket: bool) -> None:
+    """torch's threads per operation, once for the process (pocket-tts sets 1 when imported)."""
+    import os
+
+    import torch
+
+    if pocket:
+        import pocket_tts.models.tts_model  # noqa: F401  (its import sets the thread count to 1)
+    threads = settings.torch_threads or len(os.sched_getaffinity(0)) or 1
+    torch.set_num_threads(threads)
+    logger.info("torch uses %d thread(s) per operation", threads)

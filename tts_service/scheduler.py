@@ -182,7 +182,7 @@ class Scheduler:
     def __init__(self, engine: Engine, *, max_queue: int = 32, batch_wait: float = 0.02,
                  timeout: float = 120.0, name: str | None = None,
                  on_step: Callable[[int], None] | None = None,
-                 on_done: Callable[[Job], None] | None = None):
+                 on_done: Callable[[Job], None] | None = None, idle_unload: float = 0.0):
         self.engine = engine
         self.name = name or engine.provider
         self.batch_wait = batch_wait
@@ -195,6 +195,11 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._accepting = True
         self._preload = False
+        # An engine with `unload` and no work for `idle_unload` seconds gives its memory back;
+        # `_use_lock` keeps it from unloading while a requester prepares (and maybe loads).
+        self.idle_unload = idle_unload
+        self._last_used = time.monotonic()
+        self._use_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, preload: bool = True) -> None:
@@ -233,12 +238,14 @@ class Scheduler:
             raise EngineUnavailableError(f"model failed to load: {self.engine.error}")
         if state == "loading" and self._preload:
             raise EngineUnavailableError("model is still loading", loading=True)
-        if not self.engine.is_loaded:
-            try:
-                self.engine.load()  # loaded on first use: this request waits, in its own thread
-            except EngineError as exc:
-                raise EngineUnavailableError(f"model failed to load: {exc}") from None
-        self.engine.prepare(request)
+        with self._use_lock:
+            self._last_used = time.monotonic()
+            if not self.engine.is_loaded:
+                try:
+                    self.engine.load()  # loaded on first use: this request waits, in its own thread
+                except EngineError as exc:
+                    raise EngineUnavailableError(f"model failed to load: {exc}") from None
+            self.engine.prepare(request)
 
     def submit(self, request: SynthesisRequest) -> Job:
         """Queue a prepared request; raise QueueFullError or EngineUnavailableError instead of waiting."""
@@ -277,7 +284,11 @@ class Scheduler:
     def _collect(self, block: bool, stopping: bool) -> bool:
         """Move queued jobs to the pending list; when idle, wait for one and then a batch window."""
         if block and not stopping:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self.idle_unload or None)
+            except queue.Empty:
+                self._unload_if_idle()
+                return stopping
             if item is _STOP:
                 return True
             self._pending.append(item)
@@ -302,6 +313,17 @@ class Scheduler:
                 stopping = True
             else:
                 self._pending.append(item)
+
+    def _unload_if_idle(self) -> None:
+        unload = getattr(self.engine, "unload", None)
+        if unload is None or not self.engine.is_loaded:
+            return
+        with self._use_lock:
+            idle = time.monotonic() - self._last_used
+            if idle >= self.idle_unload and not self._pending and self._queue.empty() \
+                    and not self.engine.active_jobs():
+                logger.info("%s unused for %.0f s: unloading it", self.name, idle)
+                unload()
 
     def _free_slots(self) -> int:
         return self.engine.free_slots() if self.engine.is_loaded else self.engine.max_slots
@@ -350,6 +372,7 @@ class Scheduler:
 
     def _step(self) -> None:
         active = list(self.engine.active_jobs())
+        self._last_used = time.monotonic()
         self.stats.steps += 1
         self.stats.batch_sizes[len(active)] += 1
         if self._on_step is not None:

@@ -18,6 +18,7 @@ import copy
 import importlib.metadata
 import logging
 import threading
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -109,7 +110,7 @@ class PocketEngine(Engine):
         self.settings = settings
         self.language = language
         self.package_language = PACKAGE_LANGUAGES.get(language)
-        if self.package_language is None and not settings.pocket_config:
+        if self.package_language is None and not self._config:
             raise ValueError(f"Pocket TTS has no model for {language!r}; "
                              f"it speaks {', '.join(sorted(PACKAGE_LANGUAGES))}")
         self._model = None
@@ -122,9 +123,25 @@ class PocketEngine(Engine):
 
     # -- description -----------------------------------------------------------------------
     @property
+    def _config(self) -> str:
+        """This language's YAML: `<language>.yaml` in TTS_POCKET_CONFIG_DIR, else TTS_POCKET_CONFIG."""
+        if self.settings.pocket_config_dir:
+            path = Path(self.settings.pocket_config_dir).expanduser() / f"{self.language}.yaml"
+            if path.is_file():
+                return str(path)
+        return self.settings.pocket_config
+
+    @property
+    def quantized(self) -> bool:
+        """int8 as Kyutai serves Pocket TTS on CPUs; off next to a CUDA device unless asked for."""
+        if self.settings.pocket_quantize == "auto":
+            return not self.settings.resolved_device().startswith("cuda")
+        return self.settings.pocket_quantize == "on"
+
+    @property
     def model_id(self) -> str:
-        if self.settings.pocket_config:
-            return self.settings.pocket_config
+        if self._config:
+            return self._config
         return f"kyutai/pocket-tts ({self.package_language})"
 
     @property
@@ -146,7 +163,7 @@ class PocketEngine(Engine):
     @property
     def _predefined_voice(self) -> str | None:
         """The package's named voice for this language, usable only with its released weights."""
-        if self.settings.pocket_config:
+        if self._config:
             return None
         from pocket_tts.default_parameters import DEFAULT_VOICE_FALLBACK, DEFAULT_VOICE_FOR_LANGUAGE
         return DEFAULT_VOICE_FOR_LANGUAGE.get(self.package_language, DEFAULT_VOICE_FALLBACK)
@@ -168,18 +185,10 @@ class PocketEngine(Engine):
 
     # -- loading ---------------------------------------------------------------------------
     def _load(self) -> None:
-        from pocket_tts import TTSModel
-
-        if self.settings.pocket_config:
-            config = self.settings.pocket_config
-            if not config.startswith("hf://") and not Path(config).expanduser().is_file():
-                raise ModelDownloadError(f"TTS_POCKET_CONFIG={config!r}: no such file.")
-            self._model = download(config, "the Pocket TTS model",
-                                   lambda: TTSModel.load_model(config=config), "TTS_POCKET_CONFIG")
-        else:
-            self._model = download("kyutai/pocket-tts", f"the Pocket TTS {self.package_language} model",
-                                   lambda: TTSModel.load_model(language=self.package_language),
-                                   "TTS_POCKET_LANGUAGES")
+        # pocket-tts quantizes through torch.ao, which torch has deprecated: nothing to act on here.
+        # (A filter, not catch_warnings: two languages may load at once, and that is not thread-safe.)
+        warnings.filterwarnings("ignore", "torch.ao.quantization is deprecated", DeprecationWarning)
+        self._load_model()
         names, default = self.voices(self.language)
         if default is None:
             raise ValueError("Pocket TTS has no voice: set TTS_POCKET_VOICE to a WAV in TTS_VOICE_DIR")
@@ -200,6 +209,35 @@ class PocketEngine(Engine):
             except Exception as exc:
                 logger.warning("voice %r left out: %s", name, exc)
                 self._broken_voices.add(name)
+
+    def _load_model(self) -> None:
+        from pocket_tts import TTSModel
+
+        quantize = self.quantized
+        config = self._config
+        if config:
+            if not config.startswith("hf://") and not Path(config).expanduser().is_file():
+                raise ModelDownloadError(f"TTS_POCKET_CONFIG={config!r}: no such file.")
+            self._model = download(config, "the Pocket TTS model",
+                                   lambda: TTSModel.load_model(config=config, quantize=quantize),
+                                   "TTS_POCKET_CONFIG")
+        else:
+            self._model = download("kyutai/pocket-tts", f"the Pocket TTS {self.package_language} model",
+                                   lambda: TTSModel.load_model(language=self.package_language,
+                                                               quantize=quantize),
+                                   "TTS_POCKET_LANGUAGES")
+
+    def unload(self) -> None:
+        """Give the model's memory back (an unused language); the next request loads it again."""
+        import gc
+
+        with self._load_lock:
+            if self._active or self.state != "ready":
+                return
+            self.state = "idle"
+            self._model = None
+            self._voice_states.clear()
+        gc.collect()
 
     def _voice_source(self, name: str) -> str | Path:
         custom = self._custom_voices

@@ -37,6 +37,7 @@ def _details(router, settings) -> dict:
         "provider": primary.engine.provider if primary else None,
         "device": primary.engine.device if primary else settings.resolved_device(),
         "languages": {lang: route.engine.provider for lang, route in sorted(router.routes.items())},
+        "loaded": sorted(lang for lang, route in router.routes.items() if route.engine.is_loaded),
         "engines": engines,
     }
     errors = [f"{e['name']}: {e['error']}" for e in engines if e.get("error")]

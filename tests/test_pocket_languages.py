@@ -1,0 +1,91 @@
+"""Pocket TTS per-language configs, int8, languages loaded on first use and unloaded when idle, threads."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import decode_wav, rms, running_app
+from tts_service.config import Settings
+
+
+def pocket_env(tiny_env: dict[str, str], **extra: str) -> dict[str, str]:
+    """Only Pocket TTS: Spanish (the default, preloaded) and Italian (loaded when asked for)."""
+    return {**tiny_env, "TTS_DEVICE": "cpu", "TTS_POCKET_LANGUAGES": "es,it", "TTS_DEFAULT_LANGUAGE": "es",
+            **extra}
+
+
+def test_a_config_directory_gives_each_language_its_own_yaml(tiny_env, tmp_path):
+    from tts_service.engines.pocket import PocketEngine
+
+    settings = Settings.from_env(tiny_env)
+    assert PocketEngine(settings, "de").model_id == str(Path(tiny_env["TTS_POCKET_CONFIG_DIR"]) / "de.yaml")
+    assert PocketEngine(settings, "it").model_id.endswith("it.yaml")
+    # A language the directory lacks uses TTS_POCKET_CONFIG.
+    empty = Settings.from_env({**tiny_env, "TTS_POCKET_CONFIG_DIR": str(tmp_path)})
+    assert PocketEngine(empty, "de").model_id == tiny_env["TTS_POCKET_CONFIG"]
+
+
+@pytest.mark.parametrize("setting, device, quantized", [
+    ("auto", "cpu", True), ("auto", "cuda", False), ("on", "cuda", True), ("off", "cpu", False),
+])
+def test_int8_is_on_by_default_on_a_cpu_only(tiny_env, setting, device, quantized):
+    from tts_service.engines.pocket import PocketEngine
+
+    settings = Settings.from_env({**tiny_env, "TTS_POCKET_QUANTIZE": setting, "TTS_DEVICE": device})
+    assert PocketEngine(settings, "es").quantized is quantized
+
+
+def test_int8_uses_the_packages_own_quantization(tiny_env):
+    from tts_service.engines.pocket import PocketEngine
+
+    kinds = {}
+    for setting in ("on", "off"):
+        engine = PocketEngine(Settings.from_env({**tiny_env, "TTS_POCKET_QUANTIZE": setting}), "es")
+        engine.load()
+        kinds[setting] = type(engine._model.flow_lm.transformer.layers[0].linear1)
+    assert kinds["off"] is torch.nn.Linear
+    assert kinds["on"] is not torch.nn.Linear and "quantized" in kinds["on"].__module__
+
+
+def test_only_the_preloaded_languages_load_at_start_and_others_on_first_request(tiny_env):
+    with running_app(pocket_env(tiny_env, TTS_POCKET_IDLE_UNLOAD="0.5")) as app:
+        client = app.test_client()
+        health = client.get("/health")
+        assert health.status_code == 200
+        assert health.get_json()["loaded"] == ["es"]
+
+        response = client.post("/tts", json={"text": "Buongiorno a tutti.", "language": "it"})
+        assert response.status_code == 200
+        audio, rate = decode_wav(response.get_json()["audioContent"])
+        assert rate == 24000 and len(audio) > rate // 4 and rms(audio) > 1e-3
+        assert client.get("/health").get_json()["loaded"] == ["es", "it"]
+
+        # Unused for longer than TTS_POCKET_IDLE_UNLOAD, Italian gives its memory back; Spanish stays.
+        deadline = time.monotonic() + 10
+        while client.get("/health").get_json()["loaded"] != ["es"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        health = client.get("/health")
+        assert health.status_code == 200 and health.get_json()["loaded"] == ["es"]
+        assert app.extensions["tts_router"].route("it").engine._model is None
+
+        again = client.post("/tts", json={"text": "Buonasera.", "language": "it"})
+        assert again.status_code == 200 and rms(decode_wav(again.get_json()["audioContent"])[0]) > 1e-3
+
+
+def test_the_preload_setting_names_the_languages_loaded_at_start(tiny_env):
+    with running_app(pocket_env(tiny_env, TTS_POCKET_PRELOAD_LANGUAGES="es,it")) as app:
+        assert app.test_client().get("/health").get_json()["loaded"] == ["es", "it"]
+
+
+def test_threads_are_set_once_at_start_whatever_an_import_left(tiny_env):
+    torch.set_num_threads(1)  # what importing pocket-tts leaves behind
+    with running_app(pocket_env(tiny_env)):
+        assert torch.get_num_threads() == len(os.sched_getaffinity(0))
+    with running_app(pocket_env(tiny_env, TTS_TORCH_THREADS="3")):
+        assert torch.get_num_threads() == 3
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
