@@ -398,3 +398,64 @@ def test_the_env_file_with_the_key_is_ignored_by_git():
     for name in (".env", ".env.production"):
         check = subprocess.run(["git", "check-ignore", "-q", name], cwd=ROOT, timeout=30)
         assert check.returncode == 0, f"{name} is not ignored"
+
+
+# -- the same under gunicorn, as deployed ----------------------------------------------------
+def start_gunicorn(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    import os
+    import sys
+
+    from conftest import free_port
+
+    port = free_port()
+    full_env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port), "TTS_LOG_FILE": str(tmp_path / "tts.log"),
+                "TTS_HTTP_THREADS": "8"}
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py",
+                                "tts_server:create_app()"], cwd=ROOT, env=full_env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "gunicorn exited during start"
+        try:
+            if requests.get(f"{base}/health", timeout=5).status_code == 200:
+                return process, base
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError("gunicorn never became ready")
+
+
+def test_under_gunicorn_a_client_that_leaves_is_noticed_and_the_log_file_has_one_line_per_request(
+        tiny_env, tmp_path):
+    def gauge(base: str, name: str) -> float:
+        text = requests.get(f"{base}/metrics", timeout=10).text
+        return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+                   if s.name == name and s.labels.get("engine") == "dsm")
+
+    process, base = start_gunicorn({**dsm_only(tiny_env), "TTS_RATE_LIMIT": "", "TTS_CACHE_BYTES": "0"}, tmp_path)
+    try:
+        sock = raw_post(base, "/tts", {"text": LONG_TEXT, "language": "en"})
+        assert wait_until(lambda: gauge(base, "tts_active_requests") > 0, 20, step=0.1), "the request never started"
+        time.sleep(0.5)
+        sock.close()
+        assert wait_until(lambda: gauge(base, "tts_active_requests") == 0 and gauge(base, "tts_queue_depth") == 0,
+                          1.5, step=0.1), "gunicorn kept generating for a client that left"
+
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            raw.sendall(b"GET /gforged%0AINFO%20x:%20y%1B%5B2J HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert raw.recv(4096).startswith(b"HTTP/1.1 404")
+        assert_speaks(base)
+    finally:
+        process.send_signal(2)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    log = (tmp_path / "tts.log").read_text()
+    assert "client left request" in log
+    forged = [line for line in log.splitlines() if "gforged" in line]
+    assert len(forged) == 1 and "\\x0aINFO x: y\\x1b[2J" in forged[0]
+    assert not any(line.startswith("INFO x:") for line in log.splitlines())
