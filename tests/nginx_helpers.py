@@ -29,7 +29,7 @@ from conftest import ROOT, dsm_only, free_port
 
 DEPLOY = ROOT / "deploy" / "nginx"
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/sbin/nginx") if os.path.exists(p)), None)
-SHIPPED_SERVERS = ("127.0.0.1:5001", "127.0.0.1:5002")
+SHIPPED_SERVERS = ("127.0.0.1:5010", "127.0.0.1:5011")
 
 
 def wait_for(check, timeout: float, what: str, process: subprocess.Popen | None = None):
