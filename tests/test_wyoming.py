@@ -270,6 +270,24 @@ def test_a_client_that_leaves_frees_its_slot(wyoming_app, port):
     assert dsm.stats.cancelled > cancelled and dsm.active == 0
 
 
+def test_a_client_that_leaves_mid_stream_frees_its_slots(wyoming_app, port):
+    dsm = wyoming_app.extensions["tts_router"].schedulers["dsm"]
+    cancelled = dsm.stats.cancelled
+
+    async def leave_mid_stream():
+        async with AsyncTcpClient("127.0.0.1", port) as client:
+            await client.write_event(SynthesizeStart(voice=SynthesizeVoice(language="en")).event())
+            await client.write_event(SynthesizeChunk(text=" ".join([HELLO] * 6) + " And more").event())
+            while not AudioChunk.is_type((await client.read_event()).type):
+                pass
+
+    talk(leave_mid_stream())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (dsm.stats.cancelled == cancelled or dsm.active):
+        time.sleep(0.05)
+    assert dsm.stats.cancelled > cancelled and dsm.active == 0
+
+
 @pytest.mark.parametrize("buffer, done, rest", [
     ("Hola a todos. ¿Qué", ["Hola a todos."], "¿Qué"),
     ("Hello world. ", ["Hello world."], ""),

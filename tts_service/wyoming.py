@@ -334,7 +334,7 @@ class TextStream:
         if self.failed:
             return
         self.failed = True
-        self.cancel(wait=False)
+        self.cancel()
         if not isinstance(exc, JobCancelled):
             await self.handler.write_event(error_event(exc).event())
 
@@ -353,7 +353,7 @@ class TextStream:
         await self._output.stop()
         await self.handler.write_event(SynthesizeStopped().event())
 
-    def cancel(self, wait: bool = True) -> None:
+    def cancel(self) -> None:
         """The client left or the stream failed: free every job it holds."""
         self._texts.clear()
         for synthesis in self._inflight:
