@@ -22,8 +22,9 @@ import logging
 import re
 import socket
 import threading
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 import numpy as np
@@ -247,10 +248,13 @@ class _Output:
     handler: "WyomingHandler"
     rate: int
     started: bool = False
+    samples: int = 0
+    began: float = field(default_factory=time.monotonic)
 
     async def write(self, pcm: np.ndarray) -> None:
         if not self.started:
             await self.start()
+        self.samples += len(pcm)
         await self.handler.write_event(AudioChunk(rate=self.rate, width=2, channels=1,
                                                   audio=audio.to_pcm16(pcm)).event())
 
@@ -261,6 +265,12 @@ class _Output:
     async def stop(self) -> None:
         if self.started:
             await self.handler.write_event(AudioStop().event())
+
+    def log(self, kind: str, route: Route | None, voice: str | None, characters: int) -> None:
+        """One line per request, as the HTTP access log has."""
+        logger.info("wyoming %s %s voice=%s: %d characters, %.2f s of audio in %.2f s", kind,
+                    route.language if route is not None else "-", voice or "default", characters,
+                    self.samples / self.rate, time.monotonic() - self.began)
 
 
 class TextStream:
@@ -352,6 +362,7 @@ class TextStream:
                     raise
         await self._output.stop()
         await self.handler.write_event(SynthesizeStopped().event())
+        self._output.log("text stream", self.route, self.voice, self.chars)
 
     def cancel(self) -> None:
         """The client left or the stream failed: free every job it holds."""
@@ -468,6 +479,7 @@ class WyomingHandler(AsyncEventHandler):
             synthesis.cancel()
             self.synthesis = None
         await output.stop()
+        output.log("synthesize", route, voice, len(text))
 
     def abort(self) -> None:
         """Free every job this connection holds."""
