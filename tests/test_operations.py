@@ -36,9 +36,9 @@ def start_gunicorn(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Pope
     while time.monotonic() < deadline:
         assert process.poll() is None, "gunicorn exited during start"
         try:
-            if requests.get(f"{base}/health", timeout=2).status_code == 200:
+            if requests.get(f"{base}/health", timeout=10).status_code == 200:
                 return process, base
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or the worker still booting
             pass
         time.sleep(0.2)
     process.kill()
