@@ -3,7 +3,8 @@
 
     .venv/bin/python bench/latency.py [--full] [--repeat 3]
 
-Both comparisons use the same text and settings, measured side by side in this run:
+Both comparisons use the same text and settings, measured side by side in this run, with the
+audio cache off (every answer is synthesized):
 - streaming: time to the first audio byte of POST /tts/stream vs the time of the full POST /tts;
 - overhead: one POST /tts over HTTP vs the same synthesis driven directly on the engine
   (its own scheduler, no Flask, no JSON, no base64).
@@ -55,7 +56,8 @@ def main() -> None:
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    base, app, server = start_server(model_env(args.full), dsm_temperature=0.0)
+    # The audio cache is off: every repeat of the same text must be synthesized, not remembered.
+    base, app, server = start_server(model_env(args.full), dsm_temperature=0.0, cache_bytes=0)
     body = {"text": TEXT, "language": "en"}
     try:
         full(base, body)

@@ -5,7 +5,7 @@
     .venv/bin/python bench/throughput.py --full     # full-size random-weight DSM (slow on a CPU)
 
 Prints audio seconds generated per wall second, and the speed-up of batching over serving the
-same requests sequentially, both measured in this run.
+same requests sequentially, both measured in this run, with the audio cache off.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def main() -> None:
     parser.add_argument("--text", default=TEXT)
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
-    base, app, server = start_server(model_env(args.full), max_batch_size=max(counts), dsm_temperature=0.0)
+    # The audio cache is off: the same text every time would otherwise be answered from memory.
+    base, app, server = start_server(model_env(args.full), max_batch_size=max(counts), dsm_temperature=0.0,
+                                     cache_bytes=0)
     try:
         audio_seconds(base, "Warm up.")
         print(f"{'clients':>7} {'sequential x RT':>16} {'concurrent x RT':>16} {'speed-up':>9}")

@@ -1,4 +1,4 @@
-"""Pocket TTS on the tiny model: one frame per step for every request, the package's own audio, fair starts."""
+"""Pocket TTS on the tiny model: one frame per step for every request in one batch, the package's own audio, fair starts."""
 
 from __future__ import annotations
 
@@ -27,6 +27,36 @@ def engine(tiny_env):
     engine.load()
     engine._model.temp = 0.0
     return engine
+
+
+TEXTS = ["Hola, soy Capibara con voz natural.", "Buenos días a todos.", "¿Qué tal estás hoy, amigo mío?",
+         "Me gusta el café."]
+
+
+@pytest.fixture(scope="module")
+def float_engine(tiny_env):
+    """The same model without int8, where batching changes nothing but float rounding."""
+    from tts_service.engines.pocket import PocketEngine
+
+    engine = PocketEngine(Settings.from_env({**tiny_env, "TTS_POCKET_QUANTIZE": "off"}), "es")
+    engine.load()
+    engine._model.temp = 0.0
+    return engine
+
+
+def speak(engine, texts, seconds: float = 3.0, together: bool = True) -> list[np.ndarray]:
+    scheduler = Scheduler(engine, batch_wait=0.2, timeout=60)
+    scheduler.start(preload=False)
+    try:
+        if together:
+            jobs = [scheduler.submit(SynthesisRequest(text, "es", max_audio_seconds=seconds)) for text in texts]
+            audio = [job.result().audio for job in jobs]
+            assert scheduler.stats.batch_sizes[len(texts)] > 0, scheduler.stats.batch_sizes
+            return audio
+        return [scheduler.submit(SynthesisRequest(text, "es", max_audio_seconds=seconds)).result().audio
+                for text in texts]
+    finally:
+        scheduler.stop(timeout=30)
 
 
 @pytest.fixture
@@ -66,6 +96,47 @@ def test_a_request_alone_is_the_packages_own_audio_sample_for_sample(engine, sch
     reference = package_audio(engine, HOLA)
     assert len(audio) == len(reference) > FRAME
     assert np.array_equal(audio, reference)
+
+
+@pytest.mark.parametrize("which, tolerance", [("float_engine", 1e-6), ("engine", 2e-4)])
+def test_a_request_in_a_batch_of_four_is_the_same_as_alone(request, which, tolerance):
+    """Alone and as one row of four, a request says the same thing.
+
+    Not bit for bit: a linear layer over four rows adds its products in another order than over
+    one (float32: differences of a few units in the last place), and pocket-tts's int8 layers
+    quantize each input with one scale for the whole batch rather than per row (differences of
+    about 1e-5 on this model). Attention, which carries a row's own history, is computed per row
+    exactly as alone, so the rounding does not grow with the length.
+    """
+    engine = request.getfixturevalue(which)
+    alone = speak(engine, TEXTS, together=False)
+    batched = speak(engine, TEXTS)
+    for one, many in zip(alone, batched):
+        assert len(one) == len(many) > FRAME
+        assert float(np.abs(one - many).max()) <= tolerance
+        assert float(np.abs(one).max()) > 100 * tolerance
+    # Alone, the engine is the package: the first text matches generate_audio sample for sample.
+    assert np.array_equal(alone[0], package_audio(engine, TEXTS[0])[: len(alone[0])])
+
+
+def test_requests_join_a_running_batch_and_leave_at_their_own_end(float_engine):
+    alone = speak(float_engine, [LONG, TEXTS[1]], seconds=4.0, together=False)
+    scheduler = Scheduler(float_engine, batch_wait=0.0, timeout=60)
+    scheduler.start(preload=False)
+    try:
+        first = scheduler.submit(SynthesisRequest(LONG, "es", max_audio_seconds=4.0))
+        while first.samples < 10 * FRAME:
+            time.sleep(0.005)
+        second = scheduler.submit(SynthesisRequest(TEXTS[1], "es", max_audio_seconds=1.0))
+        late = second.result().audio
+        long_audio = first.result().audio
+        assert second.finished_at < first.finished_at, "the short request waited for the long one"
+        assert scheduler.stats.batch_sizes[2] > 0 and scheduler.stats.batch_sizes[1] > 0
+    finally:
+        scheduler.stop(timeout=30)
+    assert len(late) == FRAME * 12 + FRAME // 2  # its own limit: 1 s
+    assert float(np.abs(late - alone[1][: len(late)]).max()) <= 1e-6
+    assert len(long_audio) == len(alone[0]) and float(np.abs(long_audio - alone[0]).max()) <= 1e-6
 
 
 def test_every_step_is_one_frame_for_every_request(engine, scheduler):

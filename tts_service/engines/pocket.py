@@ -5,10 +5,15 @@ or a configured YAML). The package generates one request at a time, a whole sent
 in its own generation and decoding threads. Here the worker drives the package's modules itself,
 one frame (80 ms of audio) per step for every active request: a new request hears its first
 audio one frame-round after it is admitted, and cancellation and deadlines are checked every
-frame. The loop follows the package's own `_generate` / `_autoregressive_generation` /
-`_decode_audio_worker` (pocket_tts/models/tts_model.py, 4.0.1) call for call, so that a request
-alone gets exactly the audio `generate_audio` gives; it is pinned to that version and falls back
-to the package's per-sentence generator when the internals differ.
+frame. The active requests are the rows of one batch that requests join (their text prompted
+into their own copy of the voice state) and leave at their own end: the flow model's linear
+layers run once per step for all rows, while each row attends over its own KV cache at its own
+positions, so that rows of different lengths need no padding and a row's audio does not depend
+on the others beyond float rounding. The Mimi decoder runs per row. The loop follows the
+package's own `_generate` / `_autoregressive_generation` / `_decode_audio_worker` and
+`FlowLMModel.forward` / `StreamingMultiheadAttention.forward` (pocket_tts 4.0.1) call for call,
+so that a request alone gets exactly the audio `generate_audio` gives; it is pinned to that
+version and falls back to the package's per-sentence generator when the internals differ.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import logging
 import threading
 import warnings
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,7 +48,13 @@ STATE_FILES = (".safetensors",)
 # The package version whose internals the frame loop was written against.
 FRAME_LOOP_VERSION = "4.0.1"
 _MODEL_ATTRIBUTES = ("_run_flow_lm_and_increment_step", "_expand_kv_cache", "_flow_lm_current_end",
-                     "_estimate_max_gen_len", "_MIN_FRAMES_BEFORE_EOS", "flow_lm", "mimi", "eos_threshold")
+                     "_estimate_max_gen_len", "_MIN_FRAMES_BEFORE_EOS", "flow_lm", "mimi", "eos_threshold",
+                     "temp", "noise_clamp", "sampler_decode_steps")
+_FLOW_ATTRIBUTES = ("emb_std", "emb_mean", "ldim", "dtype", "conditioner", "bos_emb", "input_linear",
+                    "transformer", "out_norm", "z_proj", "out_eos", "flow_net", "flow_type")
+_LAYER_ATTRIBUTES = ("self_attn", "norm1", "layer_scale_1", "_ff_block")
+_ATTENTION_ATTRIBUTES = ("in_proj", "out_proj", "rope", "_cache_backend", "dim_per_head", "attn_dim",
+                         "num_heads", "num_kv_heads", "context", "get_state")
 
 
 def frame_loop_problem(model) -> str | None:
@@ -57,11 +68,61 @@ def frame_loop_problem(model) -> str | None:
     missing = [name for name in _MODEL_ATTRIBUTES if not hasattr(model, name)]
     missing += [f"mimi.{name}" for name in ("decode_from_latent", "encoder_frame_rate", "frame_rate")
                 if not hasattr(getattr(model, "mimi", None), name)]
-    missing += [f"flow_lm.{name}" for name in ("emb_std", "emb_mean", "ldim", "dtype", "conditioner")
-                if not hasattr(getattr(model, "flow_lm", None), name)]
+    flow = getattr(model, "flow_lm", None)
+    missing += [f"flow_lm.{name}" for name in _FLOW_ATTRIBUTES if not hasattr(flow, name)]
+    layers = list(getattr(getattr(flow, "transformer", None), "layers", None) or [])
+    if not layers:
+        missing.append("flow_lm.transformer.layers")
+    for layer in layers[:1]:
+        missing += [f"layer.{name}" for name in _LAYER_ATTRIBUTES if not hasattr(layer, name)]
+        missing += [f"self_attn.{name}" for name in _ATTENTION_ATTRIBUTES
+                    if not hasattr(getattr(layer, "self_attn", None), name)]
+    if getattr(flow, "flow_type", None) not in ("lsd", "flow_matching", "drifting", "pointwise"):
+        missing.append(f"a decoder for flow_type {getattr(flow, 'flow_type', None)!r}")
     if missing:
         return f"pocket-tts lacks {', '.join(missing)}"
     return None
+
+
+def _decoders() -> dict:
+    from pocket_tts.models import flow_lm
+
+    return {"lsd": flow_lm.lsd_decode, "flow_matching": flow_lm.ot_decode,
+            "drifting": flow_lm.drifting_decode, "pointwise": flow_lm.pointwise_decode}
+
+
+class _LazyDecoders(dict):
+    """The package's flow decoders by `flow_type`, imported on first use (routes never import torch)."""
+
+    def __missing__(self, key):
+        self.update(_decoders())
+        return dict.__getitem__(self, key)
+
+
+_FLOW_DECODERS = _LazyDecoders()
+
+
+def _attend(attention, projected, state):
+    """`StreamingMultiheadAttention.forward` after its input projection, for one row and its state."""
+    import torch
+    from pocket_tts.modules.attention import _build_attention_mask
+    from torch.nn import functional as F
+
+    b, t, _ = projected.shape
+    d = attention.dim_per_head
+    q = projected[..., : attention.attn_dim].view(b, t, attention.num_heads, d)
+    k, v = torch.unbind(projected[..., attention.attn_dim:].view(b, t, 2, attention.num_kv_heads, d), dim=2)
+    own = attention.get_state(state)
+    q, k = attention.rope(q, k, offset=attention._cache_backend.rope_offset(own, b, q.device))
+    q = q.transpose(1, 2)
+    k_attn, v_attn, pos_k, offset = attention._cache_backend.append_and_get(k, v, own)
+    if attention.num_kv_heads != attention.num_heads:
+        k_attn = k_attn.repeat_interleave(attention.num_heads // attention.num_kv_heads, dim=1)
+        v_attn = v_attn.repeat_interleave(attention.num_heads // attention.num_kv_heads, dim=1)
+    pos_q = offset.view(-1, 1) + torch.arange(t, device=q.device, dtype=torch.long).view(1, -1)
+    mask = _build_attention_mask(pos_q, pos_k, attention.context)
+    x = F.scaled_dot_product_attention(q, k_attn, v_attn, mask, dropout_p=0.0).transpose(1, 2)
+    return x.reshape(b, t, -1)
 
 
 @dataclass
@@ -317,28 +378,36 @@ class PocketEngine(Engine):
             return False
         if not self._frame_loop:
             return self._step_sentence()
-        for entry in list(self._active):
-            self._advance(entry)
-        return True
-
-    # -- one frame per step ----------------------------------------------------------------
-    def _advance(self, entry: _Active) -> None:
-        """One frame of `entry`'s current piece (starting the next piece when one ends)."""
         import torch
 
-        job = entry.job
         with torch.no_grad():
-            pcm = None
-            while pcm is None:
-                if entry.piece is None:
-                    if not entry.sentences:
-                        self._active.remove(entry)
-                        job.finish()
-                        return
-                    entry.piece = self._start_piece(job, entry.sentences.popleft())
-                pcm = self._next_frame(entry.piece)
+            rows = [entry for entry in list(self._active) if self._ready(entry)]
+            if not rows:
+                return True
+            latents, eos = self._flow_frames([entry.piece for entry in rows])
+            for index, entry in enumerate(rows):
+                pcm = self._after_flow(entry.piece, latents[index:index + 1], bool(eos[index]))
                 if pcm is None:
-                    entry.piece = None  # this piece ended; the next one starts in this same step
+                    entry.piece = None  # its piece ended here: the next one starts next step
+                else:
+                    self._push(entry, pcm)
+        return True
+
+    # -- one frame per step, every request a row of one batch ------------------------------
+    def _ready(self, entry: _Active) -> bool:
+        """Give `entry` a piece with frames left, prompting the next one; finish it when none is left."""
+        if entry.piece is not None and entry.piece.frame >= entry.piece.max_frames:
+            entry.piece = None  # the package's length limit for a piece that never said its end
+        if entry.piece is None:
+            if not entry.sentences:
+                self._active.remove(entry)
+                entry.job.finish()
+                return False
+            entry.piece = self._start_piece(entry.job, entry.sentences.popleft())
+        return True
+
+    def _push(self, entry: _Active, pcm: np.ndarray) -> None:
+        job = entry.job
         limit = int(job.request.max_audio_seconds * self.sample_rate)
         pcm = pcm[: max(limit - entry.samples, 0)]
         if len(pcm):
@@ -366,21 +435,57 @@ class PocketEngine(Engine):
                             dtype=model.flow_lm.dtype)
         return _Piece(state, mimi_state, latent, max_frames, piece.frames_after_eos)
 
-    def _next_frame(self, piece: _Piece) -> np.ndarray | None:
-        """The next frame's PCM, or None when the piece is over (its end of speech, or its length)."""
-        model = self._model
-        if piece.frame >= piece.max_frames:
-            return None
-        latent, is_eos = model._run_flow_lm_and_increment_step(model_state=piece.flow_state,
-                                                               backbone_input_latents=piece.latent)
+    def _after_flow(self, piece: _Piece, latent, is_eos: bool) -> np.ndarray | None:
+        """The frame's PCM, or None when the piece ends here (the package's end-of-speech rule)."""
         step = piece.frame
         piece.frame += 1
-        if is_eos.item() and piece.eos_frame is None and step >= model._MIN_FRAMES_BEFORE_EOS:
+        if is_eos and piece.eos_frame is None and step >= self._model._MIN_FRAMES_BEFORE_EOS:
             piece.eos_frame = step
         if piece.eos_frame is not None and step >= piece.eos_frame + piece.frames_after_eos:
             return None
         piece.latent = latent
         return self._decode(piece, latent)
+
+    def _flow_frames(self, pieces: list[_Piece]):
+        """The next latent and end-of-speech flag of every piece, in one batch.
+
+        The package's `FlowLMModel.forward` for a batch of rows, each with its own streaming state:
+        the linear layers (where the time goes) run once for the whole batch, attention runs per
+        row over that row's own KV cache, at that row's own positions, exactly as the package does
+        for one request. A batch of one is therefore the package's own computation.
+        """
+        import torch
+        from pocket_tts.modules.stateful_module import increment_steps
+
+        model = self._model
+        flow = model.flow_lm
+        sequence = torch.cat([piece.latent for piece in pieces], dim=0)
+        sequence = torch.where(torch.isnan(sequence), flow.bos_emb, sequence)
+        x = flow.input_linear(sequence)
+        states = [piece.flow_state for piece in pieces]
+        for layer in flow.transformer.layers:
+            attention = layer.self_attn
+            projected = attention.in_proj(layer.norm1(x))
+            rows = [_attend(attention, projected[i:i + 1], states[i]) for i in range(len(pieces))]
+            update = attention.out_proj(torch.cat(rows, dim=0))
+            x = x.to(update) + layer.layer_scale_1(update)
+            x = layer._ff_block(x)
+        if flow.out_norm:
+            x = flow.out_norm(x)
+        if flow.z_proj is not None:
+            x = flow.z_proj(x)
+        out = x.to(torch.float32)[:, -1]
+        eos = (flow.out_eos(out) > model.eos_threshold).view(-1).tolist()
+        noise = torch.empty(out.shape[:-1] + (flow.ldim,), dtype=out.dtype, device=out.device)
+        std = model.temp ** 0.5
+        if model.noise_clamp is None:
+            torch.nn.init.normal_(noise, mean=0.0, std=std)
+        else:
+            torch.nn.init.trunc_normal_(noise, mean=0.0, std=std, a=-model.noise_clamp, b=model.noise_clamp)
+        latents = _FLOW_DECODERS[flow.flow_type](partial(flow.flow_net, out), noise, model.sampler_decode_steps)
+        for state in states:
+            increment_steps(flow, state, increment=1)
+        return latents[:, None, :], eos
 
     def _decode(self, piece: _Piece, latent) -> np.ndarray:
         import torch
