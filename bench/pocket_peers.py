@@ -79,11 +79,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def rss_mb(pid: int) -> float:
+def memory_mb(pid: int) -> dict[str, float]:
+    """Resident memory (VmRSS) and its private part (RssAnon; the rest is shared library pages)."""
+    values = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+        name, _, rest = line.partition(":")
+        if name in ("VmRSS", "RssAnon", "RssFile"):
+            values[name] = int(rest.split()[0]) / 1024
+    return values
 
 
 def streamed(response: requests.Response, header: int, start: float) -> tuple[float, float]:
@@ -162,7 +165,7 @@ def main() -> None:
         rows[name] = {1: direct(config, voice, quantize, args.per_client)}
         print(name, rows[name], flush=True)
 
-    def run_server(name: str, command: list[str], env: dict, health: str, call) -> float:
+    def run_server(name: str, command: list[str], env: dict, health: str, call) -> dict[str, float]:
         port = free_port()
         env = {**os.environ, **env, "PORT": str(port)}
         process = subprocess.Popen([part.replace("{port}", str(port)) for part in command], env=env,
@@ -170,7 +173,7 @@ def main() -> None:
         try:
             base = f"http://127.0.0.1:{port}"
             wait_http(base + health, process)
-            resident = rss_mb(process.pid)
+            resident = memory_mb(process.pid)
             call(base)("Calentando.")
             rows[name] = {}
             for index, clients in enumerate(counts):
@@ -202,7 +205,9 @@ def main() -> None:
             cells += [f"{row['x_rt']:.2f}", f"{row['median_first']:.2f} s / {row['worst_first']:.2f} s"] if row \
                 else ["", ""]
         print(f"| {name} | {' | '.join(cells)} |")
-    print(f"\nthis service's resident memory after start (default languages es and en loaded): {resident:.0f} MB")
+    print(f"\nthis service's resident memory after start (default languages es and en loaded): "
+          f"{resident['VmRSS']:.0f} MB (private {resident['RssAnon']:.0f} MB, "
+          f"shared libraries {resident['RssFile']:.0f} MB)")
     ours, peer = rows["this service"], rows["pocket-tts serve --quantize"]
     best_single = max(rows[n][1]["x_rt"] for n in rows if 1 in rows[n])
     print(f"1 client: service throughput / best peer's = {ours[1]['x_rt'] / best_single:.2f} (target >= 0.9)")

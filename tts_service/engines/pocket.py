@@ -66,8 +66,12 @@ def frame_loop_problem(model) -> str | None:
     if version != FRAME_LOOP_VERSION:
         return f"pocket-tts {version} is installed; the frame loop was written for {FRAME_LOOP_VERSION}"
     missing = [name for name in _MODEL_ATTRIBUTES if not hasattr(model, name)]
-    missing += [f"mimi.{name}" for name in ("decode_from_latent", "encoder_frame_rate", "frame_rate")
-                if not hasattr(getattr(model, "mimi", None), name)]
+    mimi = getattr(model, "mimi", None)
+    missing += [f"mimi.{name}" for name in ("decode_from_latent", "encoder_frame_rate", "frame_rate", "quantizer",
+                                            "_to_encoder_framerate", "decoder", "decoder_transformer")
+                if not hasattr(mimi, name)]
+    missing += [f"mimi.decoder_transformer.{name}" for name in ("input_proj", "output_projs", "transformer")
+                if not hasattr(getattr(mimi, "decoder_transformer", None), name)]
     flow = getattr(model, "flow_lm", None)
     missing += [f"flow_lm.{name}" for name in _FLOW_ATTRIBUTES if not hasattr(flow, name)]
     layers = list(getattr(getattr(flow, "transformer", None), "layers", None) or [])
@@ -82,6 +86,23 @@ def frame_loop_problem(model) -> str | None:
     if missing:
         return f"pocket-tts lacks {', '.join(missing)}"
     return None
+
+
+def _return_freed_memory() -> None:
+    """Hand the heap freed while loading back to the system (glibc keeps it otherwise).
+
+    Loading reads the float32 weights and then quantizes them: without this, about 200 MB per
+    model stays resident although nothing uses it.
+    """
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to do
 
 
 def _decoders() -> dict:
@@ -100,6 +121,30 @@ class _LazyDecoders(dict):
 
 
 _FLOW_DECODERS = _LazyDecoders()
+
+
+def _decoder_conv_states(mimi) -> list[str]:
+    """The Mimi decoder's streaming convolutions, whose states stack along the batch."""
+    from pocket_tts.modules.attention import StreamingMultiheadAttention
+    from pocket_tts.modules.stateful_module import StatefulModule
+
+    return [name for name, module in mimi.named_modules()
+            if isinstance(module, StatefulModule) and not isinstance(module, StreamingMultiheadAttention)
+            and name.startswith(("decoder.", "upsample."))]
+
+
+def _transformer_rows(transformer, x, states):
+    """`StreamingTransformer.forward` over a batch whose rows each have their own streaming state."""
+    import torch
+
+    for layer in transformer.layers:
+        attention = layer.self_attn
+        projected = attention.in_proj(layer.norm1(x))
+        rows = [_attend(attention, projected[i:i + 1], states[i]) for i in range(len(states))]
+        update = attention.out_proj(torch.cat(rows, dim=0))
+        x = x.to(update) + layer.layer_scale_1(update)
+        x = layer._ff_block(x)
+    return x
 
 
 def _attend(attention, projected, state):
@@ -176,6 +221,7 @@ class PocketEngine(Engine):
                              f"it speaks {', '.join(sorted(PACKAGE_LANGUAGES))}")
         self._model = None
         self._frame_loop = False
+        self._mimi_conv_states: list[str] = []
         self._voice_states: dict[str, object] = {}
         self._broken_voices: set[str] = set()
         self._active: collections.deque[_Active] = collections.deque()
@@ -257,6 +303,8 @@ class PocketEngine(Engine):
             raise ValueError(f"TTS_POCKET_VOICE={default!r} is not a voice; available: {', '.join(names)}")
         problem = frame_loop_problem(self._model)
         self._frame_loop = problem is None
+        if self._frame_loop:
+            self._mimi_conv_states = _decoder_conv_states(self._model.mimi)
         if problem:
             logger.warning("Pocket TTS %s: %s; generating a sentence per step instead of a frame",
                            self.language, problem)
@@ -270,6 +318,7 @@ class PocketEngine(Engine):
             except Exception as exc:
                 logger.warning("voice %r left out: %s", name, exc)
                 self._broken_voices.add(name)
+        _return_freed_memory()
 
     def _load_model(self) -> None:
         from pocket_tts import TTSModel
@@ -299,6 +348,7 @@ class PocketEngine(Engine):
             self._model = None
             self._voice_states.clear()
         gc.collect()
+        _return_freed_memory()
 
     def _voice_source(self, name: str) -> str | Path:
         custom = self._custom_voices
@@ -385,12 +435,16 @@ class PocketEngine(Engine):
             if not rows:
                 return True
             latents, eos = self._flow_frames([entry.piece for entry in rows])
+            speaking = []
             for index, entry in enumerate(rows):
-                pcm = self._after_flow(entry.piece, latents[index:index + 1], bool(eos[index]))
-                if pcm is None:
-                    entry.piece = None  # its piece ended here: the next one starts next step
+                if self._after_flow(entry.piece, latents[index:index + 1], bool(eos[index])):
+                    speaking.append(index)
                 else:
-                    self._push(entry, pcm)
+                    entry.piece = None  # its piece ended here: the next one starts next step
+            if speaking:
+                audio = self._decode_rows([rows[i].piece for i in speaking], latents[speaking])
+                for index, pcm in zip(speaking, audio):
+                    self._push(rows[index], pcm)
         return True
 
     # -- one frame per step, every request a row of one batch ------------------------------
@@ -435,16 +489,16 @@ class PocketEngine(Engine):
                             dtype=model.flow_lm.dtype)
         return _Piece(state, mimi_state, latent, max_frames, piece.frames_after_eos)
 
-    def _after_flow(self, piece: _Piece, latent, is_eos: bool) -> np.ndarray | None:
-        """The frame's PCM, or None when the piece ends here (the package's end-of-speech rule)."""
+    def _after_flow(self, piece: _Piece, latent, is_eos: bool) -> bool:
+        """Whether the frame is spoken; False when the piece ends here (the package's end-of-speech rule)."""
         step = piece.frame
         piece.frame += 1
         if is_eos and piece.eos_frame is None and step >= self._model._MIN_FRAMES_BEFORE_EOS:
             piece.eos_frame = step
         if piece.eos_frame is not None and step >= piece.eos_frame + piece.frames_after_eos:
-            return None
+            return False
         piece.latent = latent
-        return self._decode(piece, latent)
+        return True
 
     def _flow_frames(self, pieces: list[_Piece]):
         """The next latent and end-of-speech flag of every piece, in one batch.
@@ -463,13 +517,7 @@ class PocketEngine(Engine):
         sequence = torch.where(torch.isnan(sequence), flow.bos_emb, sequence)
         x = flow.input_linear(sequence)
         states = [piece.flow_state for piece in pieces]
-        for layer in flow.transformer.layers:
-            attention = layer.self_attn
-            projected = attention.in_proj(layer.norm1(x))
-            rows = [_attend(attention, projected[i:i + 1], states[i]) for i in range(len(pieces))]
-            update = attention.out_proj(torch.cat(rows, dim=0))
-            x = x.to(update) + layer.layer_scale_1(update)
-            x = layer._ff_block(x)
+        x = _transformer_rows(flow.transformer, x, states)
         if flow.out_norm:
             x = flow.out_norm(x)
         if flow.z_proj is not None:
@@ -487,22 +535,44 @@ class PocketEngine(Engine):
             increment_steps(flow, state, increment=1)
         return latents[:, None, :], eos
 
-    def _decode(self, piece: _Piece, latent) -> np.ndarray:
+    def _decode_rows(self, pieces: list[_Piece], latents) -> list[np.ndarray]:
+        """One frame of PCM per piece: the package's `MimiModel.decode_from_latent`, batched.
+
+        The convolutions' streaming states are stacked into one batch and split back after; the
+        decoder transformer attends per row over each row's own cache, as in `_flow_frames`.
+        """
         import torch
         from pocket_tts.modules.stateful_module import increment_steps
 
         model = self._model
-        audio = model.mimi.decode_from_latent(torch.cat([latent], dim=1) * model.flow_lm.emb_std
-                                              + model.flow_lm.emb_mean, piece.mimi_state)
-        if not piece.faded:
-            # The package fades the first 5 ms of every chunk in: a fresh decoder state clicks.
-            fade = torch.linspace(0, 1, self.sample_rate // 200)
-            n = min(fade.numel(), audio.shape[-1])
-            audio[..., :n] *= fade[:n].to(audio)
-            piece.faded = True
-        increment_steps(model.mimi, piece.mimi_state,
-                        increment=int(model.mimi.encoder_frame_rate / model.mimi.frame_rate))
-        return audio[0, 0].detach().cpu().numpy().astype(np.float32, copy=False)
+        mimi = model.mimi
+        states = [piece.mimi_state for piece in pieces]
+        stacked = {name: {key: torch.cat([state[name][key] for state in states], dim=0) for key in states[0][name]}
+                   for name in self._mimi_conv_states}
+        latent = mimi.quantizer((latents * model.flow_lm.emb_std + model.flow_lm.emb_mean).transpose(-1, -2))
+        emb = mimi._to_encoder_framerate(latent, stacked)
+        projected = mimi.decoder_transformer
+        emb = emb.transpose(1, 2)
+        if projected.input_proj is not None:
+            emb = projected.input_proj(emb)
+        emb = projected.output_projs[0](_transformer_rows(projected.transformer, emb, states)).transpose(1, 2)
+        audio = mimi.decoder(emb, stacked)
+        steps = int(mimi.encoder_frame_rate / mimi.frame_rate)
+        pcm = []
+        for index, (piece, state) in enumerate(zip(pieces, states)):
+            for name, module_state in stacked.items():
+                for key, value in module_state.items():
+                    state[name][key] = value[index:index + 1]
+            increment_steps(mimi, state, increment=steps)
+            row = audio[index:index + 1]
+            if not piece.faded:
+                # The package fades the first 5 ms of every chunk in: a fresh decoder state clicks.
+                fade = torch.linspace(0, 1, self.sample_rate // 200)
+                n = min(fade.numel(), row.shape[-1])
+                row[..., :n] *= fade[:n].to(row)
+                piece.faded = True
+            pcm.append(row[0, 0].detach().cpu().numpy().astype(np.float32, copy=False))
+        return pcm
 
     # -- one sentence per step (other pocket-tts versions) ---------------------------------
     def _step_sentence(self) -> bool:
