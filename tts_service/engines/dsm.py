@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 VOICE_SUFFIX = ".safetensors"
 # A repository voice that is not in the local cache yet is fetched once, within this time.
 VOICE_FETCH_SECONDS = 30.0
+# A request naming a repository voice right after the start waits this long for the voice list.
+VOICE_LIST_WAIT_SECONDS = 5.0
 
 
 @dataclass
@@ -232,7 +234,9 @@ class DsmEngine(Engine):
 
     def _repo_voice_path(self, voice: str, valid: list[str]) -> Path:
         """A repository voice's local file: an unknown name is refused at once, a new one fetched once."""
-        self._repo_listed.wait(timeout=VOICE_FETCH_SECONDS)
+        if not self._repo_listed.wait(timeout=VOICE_LIST_WAIT_SECONDS):
+            raise ModelDownloadError(f"the voice list of {self.settings.dsm_voice_repo} is still being read; "
+                                     "try again shortly")
         if voice not in (self._repo_voices or ()):
             raise UnknownVoiceError(voice, valid)
         with self._fetch_lock:
