@@ -9,6 +9,8 @@ from .security import may_see_details
 bp = Blueprint("openapi", __name__)
 
 ERROR = {"$ref": "#/components/schemas/Error"}
+# Something to say: a letter or digit in any script (text of only symbols or emoji is a 400).
+SPEAKABLE = r"[^\W_]"
 AUDIO_TYPES = ["audio/wav", "audio/flac", "audio/mpeg", "audio/ogg", "audio/aac", "audio/L16"]
 
 
@@ -22,8 +24,9 @@ def _errors(*codes: int, schema: dict = ERROR) -> dict:
 
 def _tts_request(max_chars: int, languages: list[str], voices: list[str], formats: tuple[str, ...]) -> dict:
     properties = {
-        "text": {"type": "string", "minLength": 1, "maxLength": max_chars, "pattern": r"\S",
-                 "description": "What to say. Longer than the limit is a 413, never cut."},
+        "text": {"type": "string", "minLength": 1, "maxLength": max_chars, "pattern": SPEAKABLE,
+                 "description": "What to say: at least one letter or digit (symbols alone are a 400). "
+                                "Longer than the limit is a 413, never cut."},
         "language": {"type": "string", "enum": languages,
                      "description": "Language code; regional tags such as 'es-ES' are accepted too."},
         "voice": {"type": "string", "description": "A voice name from GET /voices."},
@@ -101,7 +104,7 @@ def build_spec(app) -> dict:
                 "properties": {
                     "model": {"type": "string", "enum": list(OPENAI_MODELS) + ["auto"],
                               "description": "OpenAI's names, 'auto', or this service's engine and model ids."},
-                    "input": {"type": "string", "minLength": 1, "maxLength": settings.max_chars, "pattern": r"\S"},
+                    "input": {"type": "string", "minLength": 1, "maxLength": settings.max_chars, "pattern": SPEAKABLE},
                     "voice": {"type": "string", "enum": list(OPENAI_VOICES) + voices,
                               "description": "OpenAI's voice names map to the language's default voice."},
                     "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS)},
