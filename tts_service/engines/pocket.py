@@ -133,15 +133,21 @@ def _decoder_conv_states(mimi) -> list[str]:
             and name.startswith(("decoder.", "upsample."))]
 
 
-def _transformer_rows(transformer, x, states):
-    """`StreamingTransformer.forward` over a batch whose rows each have their own streaming state."""
+def _transformer_rows(transformer, x, states, lengths):
+    """`StreamingTransformer.forward` for rows laid end to end in `x` ([1, sum(lengths), dim]).
+
+    Row i is `lengths[i]` positions long and has its own streaming state `states[i]`.
+    """
     import torch
 
     for layer in transformer.layers:
         attention = layer.self_attn
         projected = attention.in_proj(layer.norm1(x))
-        rows = [_attend(attention, projected[i:i + 1], states[i]) for i in range(len(states))]
-        update = attention.out_proj(torch.cat(rows, dim=0))
+        rows, start = [], 0
+        for state, length in zip(states, lengths):
+            rows.append(_attend(attention, projected[:, start:start + length], state))
+            start += length
+        update = attention.out_proj(torch.cat(rows, dim=1))
         x = x.to(update) + layer.layer_scale_1(update)
         x = layer._ff_block(x)
     return x
@@ -198,6 +204,7 @@ class _Piece:
     frame: int = 0
     eos_frame: int | None = None
     faded: bool = False
+    prompt: object = None  # the text's tokens until they are run through the model (its first step)
 
 
 @dataclass
@@ -434,17 +441,18 @@ class PocketEngine(Engine):
             rows = [entry for entry in list(self._active) if self._ready(entry)]
             if not rows:
                 return True
+            generating = [entry for entry in rows if entry.piece.prompt is None]
             latents, eos = self._flow_frames([entry.piece for entry in rows])
             speaking = []
-            for index, entry in enumerate(rows):
+            for index, entry in enumerate(generating):
                 if self._after_flow(entry.piece, latents[index:index + 1], bool(eos[index])):
                     speaking.append(index)
                 else:
                     entry.piece = None  # its piece ended here: the next one starts next step
             if speaking:
-                audio = self._decode_rows([rows[i].piece for i in speaking], latents[speaking])
+                audio = self._decode_rows([generating[i].piece for i in speaking], latents[speaking])
                 for index, pcm in zip(speaking, audio):
-                    self._push(rows[index], pcm)
+                    self._push(generating[index], pcm)
         return True
 
     # -- one frame per step, every request a row of one batch ------------------------------
@@ -472,7 +480,7 @@ class PocketEngine(Engine):
             job.finish(truncated=True)
 
     def _start_piece(self, job: "Job", piece: PocketPiece) -> _Piece:
-        """A fresh copy of the voice state, prompted with the piece's tokens (as `_generate` does)."""
+        """A fresh copy of the voice state, sized as `_generate` sizes it; its tokens run at its first step."""
         import torch
         from pocket_tts.modules.stateful_module import init_states
 
@@ -482,12 +490,11 @@ class PocketEngine(Engine):
         max_frames = model._estimate_max_gen_len(len(piece.tokens))
         model._expand_kv_cache(state, sequence_length=model._flow_lm_current_end(state) + len(piece.tokens)
                                + max_frames)
-        model._run_flow_lm_and_increment_step(model_state=state, text_tokens=tokens)
         steps_per_latent = int(model.mimi.encoder_frame_rate / model.mimi.frame_rate)
         mimi_state = init_states(model.mimi, batch_size=1, sequence_length=max_frames * steps_per_latent)
         latent = torch.full((1, 1, model.flow_lm.ldim), float("NaN"), device=model.device,
                             dtype=model.flow_lm.dtype)
-        return _Piece(state, mimi_state, latent, max_frames, piece.frames_after_eos)
+        return _Piece(state, mimi_state, latent, max_frames, piece.frames_after_eos, prompt=tokens)
 
     def _after_flow(self, piece: _Piece, latent, is_eos: bool) -> bool:
         """Whether the frame is spoken; False when the piece ends here (the package's end-of-speech rule)."""
@@ -501,23 +508,42 @@ class PocketEngine(Engine):
         return True
 
     def _flow_frames(self, pieces: list[_Piece]):
-        """The next latent and end-of-speech flag of every piece, in one batch.
+        """Run one step of the flow model for every piece, in one batch.
 
-        The package's `FlowLMModel.forward` for a batch of rows, each with its own streaming state:
-        the linear layers (where the time goes) run once for the whole batch, attention runs per
-        row over that row's own KV cache, at that row's own positions, exactly as the package does
-        for one request. A batch of one is therefore the package's own computation.
+        A piece that has just started runs its text prompt (the package's `_generate` does that
+        before the first frame); the others generate their next latent and end-of-speech flag,
+        returned in order (the package's `FlowLMModel.forward`). All rows' tokens go through the
+        linear layers (where the time goes) as one sequence; attention runs per row over that
+        row's own KV cache at its own positions, exactly as the package does for one request. A
+        batch of one is therefore the package's own computation.
         """
         import torch
         from pocket_tts.modules.stateful_module import increment_steps
 
         model = self._model
         flow = model.flow_lm
-        sequence = torch.cat([piece.latent for piece in pieces], dim=0)
-        sequence = torch.where(torch.isnan(sequence), flow.bos_emb, sequence)
-        x = flow.input_linear(sequence)
-        states = [piece.flow_state for piece in pieces]
-        x = _transformer_rows(flow.transformer, x, states)
+        generating = [piece for piece in pieces if piece.prompt is None]
+        if generating:
+            sequence = torch.cat([piece.latent for piece in generating], dim=0)
+            frames = flow.input_linear(torch.where(torch.isnan(sequence), flow.bos_emb, sequence))
+        inputs, next_frame = [], 0
+        for piece in pieces:
+            if piece.prompt is not None:
+                inputs.append(flow.conditioner(piece.prompt))
+            else:
+                inputs.append(frames[next_frame:next_frame + 1])
+                next_frame += 1
+        lengths = [part.shape[1] for part in inputs]
+        x = _transformer_rows(flow.transformer, torch.cat(inputs, dim=1), [p.flow_state for p in pieces], lengths)
+        for piece, length in zip(pieces, lengths):
+            increment_steps(flow, piece.flow_state, increment=length)
+        ends = np.cumsum(lengths) - 1
+        last = [int(end) for end, piece in zip(ends, pieces) if piece.prompt is None]
+        for piece in pieces:
+            piece.prompt = None
+        if not last:
+            return None, []
+        x = x[0, last][:, None]
         if flow.out_norm:
             x = flow.out_norm(x)
         if flow.z_proj is not None:
@@ -531,8 +557,6 @@ class PocketEngine(Engine):
         else:
             torch.nn.init.trunc_normal_(noise, mean=0.0, std=std, a=-model.noise_clamp, b=model.noise_clamp)
         latents = _FLOW_DECODERS[flow.flow_type](partial(flow.flow_net, out), noise, model.sampler_decode_steps)
-        for state in states:
-            increment_steps(flow, state, increment=1)
         return latents[:, None, :], eos
 
     def _decode_rows(self, pieces: list[_Piece], latents) -> list[np.ndarray]:
@@ -555,7 +579,10 @@ class PocketEngine(Engine):
         emb = emb.transpose(1, 2)
         if projected.input_proj is not None:
             emb = projected.input_proj(emb)
-        emb = projected.output_projs[0](_transformer_rows(projected.transformer, emb, states)).transpose(1, 2)
+        rows, steps_per_row, dim = emb.shape
+        emb = _transformer_rows(projected.transformer, emb.reshape(1, rows * steps_per_row, dim), states,
+                                [steps_per_row] * rows).reshape(rows, steps_per_row, dim)
+        emb = projected.output_projs[0](emb).transpose(1, 2)
         audio = mimi.decoder(emb, stacked)
         steps = int(mimi.encoder_frame_rate / mimi.frame_rate)
         pcm = []
