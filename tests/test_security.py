@@ -79,3 +79,45 @@ def test_retry_after_only_on_refusals(make_app):
     client = make_app(rate_limit="100/minute").test_client()
     ok = client.post("/tts", json=HELLO)
     assert ok.status_code == 200 and "Retry-After" not in ok.headers
+
+
+@pytest.mark.parametrize("message, shown", [
+    ("model failed to load: /home/tts/models/dsm not found", "model failed to load: dsm not found"),
+    ("no config in '/srv/tts/pocket/pocket_tiny.yaml'", "no config in 'pocket_tiny.yaml'"),
+    ("cache at ~/.cache/huggingface/hub is read-only", "cache at hub is read-only"),
+    ("repo kyutai/tts-1.6b-en_fr not found on https://huggingface.co/kyutai/x", None),
+    ("and/or 1/2 of it", None),
+])
+def test_local_paths_are_shortened_in_open_messages(message, shown):
+    from tts_service.security import redact_paths
+
+    assert redact_paths(message) == (message if shown is None else shown)
+
+
+@pytest.mark.parametrize("model_id, shown", [
+    ("kyutai/tts-1.6b-en_fr", "kyutai/tts-1.6b-en_fr"),
+    ("/home/tts/models/dsm", "dsm"),
+    ("/home/tts/models/dsm/", "dsm"),
+    ("~/models/pocket.yaml", "pocket.yaml"),
+    ("hf://kyutai/pocket-tts/config.yaml", "hf://kyutai/pocket-tts/config.yaml"),
+    ("kyutai/pocket-tts (spanish)", "kyutai/pocket-tts (spanish)"),
+])
+def test_model_ids_hide_local_folders(model_id, shown):
+    from tts_service.security import public_model_id
+
+    assert public_model_id(model_id) == shown
+
+
+def test_a_closed_client_socket_is_told_from_an_open_one():
+    import socket
+
+    from tts_service.disconnect import client_gone
+
+    server, client = socket.socketpair()
+    with server, client:
+        assert not client_gone(server), "open and quiet"
+        client.sendall(b"GET / HTTP/1.1\r\n")
+        assert not client_gone(server), "a pipelined request is still a client"
+        assert server.recv(100)  # nothing was consumed by the peek
+        client.close()
+        assert client_gone(server)
