@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify
 
 from .. import audio
 from ..errors import ApiError, bad_request
+from ..security import public_model_id
 from ..routing import UnsupportedLanguageError, normalize_language
 from .stream import stream_response
 from .tts import ParsedRequest, json_body, render_audio
@@ -41,9 +42,10 @@ def _route_for(model: str, language: str):
         return route
     wanted = ENGINE_NAMES.get(model)
     kind = "dsm" if route.key == "dsm" else "pocket"
-    if wanted == kind or model == route.engine.model_id:
+    shown = public_model_id(route.engine.model_id)
+    if wanted == kind or model in (route.engine.model_id, shown):
         return route
-    valid = sorted(set(OPENAI_MODELS) | {"auto", kind, route.engine.model_id})
+    valid = sorted(set(OPENAI_MODELS) | {"auto", kind, shown})
     raise _param_error(f"Model {model!r} does not serve language {language!r} here. Valid models: "
                        f"{', '.join(valid)}.", "model", "model_not_found")
 
@@ -107,7 +109,7 @@ def models():
     ids = list(OPENAI_MODELS) + ["auto"]
     for scheduler in router.schedulers.values():
         kind = "dsm" if scheduler.engine.provider.endswith("DSM TTS") else "pocket"
-        ids += [kind, scheduler.engine.model_id]
+        ids += [kind, public_model_id(scheduler.engine.model_id)]
     data = [{"id": model_id, "object": "model", "created": 0,
              "owned_by": "openai-compatible" if model_id in OPENAI_MODELS else "kyutai"}
             for model_id in dict.fromkeys(ids)]

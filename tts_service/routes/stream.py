@@ -9,6 +9,7 @@ from flask import Blueprint, Response
 
 from .. import audio
 from ..errors import bad_request, request_id
+from ..security import public_model_id
 from .tts import json_body, job_error, parse_tts_body, submit
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def stream_response(parsed) -> Response:
     headers = {
         "X-Sample-Rate": str(job.sample_rate),
         "X-TTS-Provider": engine.provider,
-        "X-TTS-Model": engine.model_id,
+        "X-TTS-Model": public_model_id(engine.model_id),
         "X-TTS-Language": parsed.synthesis.language,
         "X-TTS-Max-Audio-Seconds": f"{parsed.synthesis.max_audio_seconds:g}",
         "Cache-Control": "no-store",

@@ -14,6 +14,7 @@ from ..hub import ModelDownloadError
 from ..synthesis import prepare_text, render
 from ..disconnect import watch_client
 from ..errors import ApiError, bad_request, request_id, unavailable
+from ..security import public_model_id
 from ..routing import Route, UnsupportedLanguageError, normalize_language
 from ..scheduler import EngineUnavailableError, Job, JobCancelled, QueueFullError
 
@@ -158,7 +159,7 @@ def tts():
     body = {
         "audioContent": base64.b64encode(entry.audio).decode("ascii"),
         "provider": engine.provider,
-        "model": engine.model_id,
+        "model": public_model_id(engine.model_id),
         "language": parsed.synthesis.language,
         "characters": parsed.characters,
         "sample_rate": meta["sample_rate"],
