@@ -632,11 +632,5 @@ def install(settings: Settings, router: Router) -> WyomingServer | None:
         return None
     server = WyomingServer(settings, router)
     server.start()
-    stop_router = router.stop
-
-    def stop(timeout: float | None = None) -> None:
-        server.stop(timeout=10.0 if timeout is None else min(timeout, 10.0))
-        stop_router(timeout)
-
-    router.stop = stop  # gunicorn's worker_exit and the tests stop the app through its router
+    router.before_stop(lambda timeout: server.stop(timeout=10.0 if timeout is None else min(timeout, 10.0)))
     return server
