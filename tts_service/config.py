@@ -185,7 +185,7 @@ class Settings:
                                          "it is unloaded; 0 keeps it.")
     torch_threads: int = _setting("TTS_TORCH_THREADS", 0, _non_negative(int),
                                   "torch threads per operation, set once at start (pocket-tts sets 1 when "
-                                  "imported); 0: one per CPU core, the fastest measured for Pocket TTS.")
+                                  "imported); 0: one per CPU core.")
 
     api_key: str = _setting("TTS_API_KEY", "", doc="When set, synthesis, voice and metrics endpoints need "
                                                     "'Authorization: Bearer <key>'; /health stays open.",
