@@ -73,6 +73,13 @@ def _temperature(value: str) -> float:
     return number
 
 
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 < number <= 1:
+        raise ValueError("must be more than 0 and at most 1")
+    return number
+
+
 def _language_list(value: str) -> tuple[str, ...]:
     items = tuple(part.strip().lower() for part in value.split(",") if part.strip())
     for item in items:
@@ -153,6 +160,20 @@ class Settings:
                               "Longest text accepted; longer is a 413, never cut.")
     max_audio_seconds: float = _setting("TTS_MAX_AUDIO_SECONDS", 120.0, _positive(float),
                                         "Longest audio one request may generate.")
+    session_max_chars: int = _setting("TTS_SESSION_MAX_CHARS", 30000, _positive(int),
+                                      "Most text one WebSocket session may send, over all its messages.")
+    session_slot_share: float = _setting("TTS_SESSION_SLOT_SHARE", 0.5, _fraction,
+                                         "Share of each engine's slots WebSocket sessions may hold at once "
+                                         "(at least one); the rest stay free for HTTP requests.")
+    session_clause_pause: float = _setting("TTS_SESSION_CLAUSE_PAUSE", 0.4, _positive(float),
+                                           "Pocket TTS sessions: seconds without new words after which "
+                                           "the words so far are spoken as a clause.")
+    ws_ping_interval: float = _setting("TTS_WS_PING_INTERVAL", 10.0, _positive(float),
+                                       "Seconds between the server's WebSocket pings; no pong by the next "
+                                       "ping closes the socket.")
+    ws_idle_timeout: float = _setting("TTS_WS_IDLE_TIMEOUT", 30.0, _positive(float),
+                                      "A WebSocket session that sends nothing for this long before its end "
+                                      "is closed.")
     preload: bool = _setting("TTS_PRELOAD", True, _bool,
                              "Load the models at start instead of on first use.")
     log_level: str = _setting("TTS_LOG_LEVEL", "INFO", _choice("debug", "info", "warning", "error"),

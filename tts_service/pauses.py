@@ -46,3 +46,59 @@ def normalize_breaks(text: str) -> str:
 def strip_breaks(text: str) -> str:
     """The text without its pause tags, for engines that cannot pause inside a piece."""
     return _TAG.sub(" ", text) if "<" in text else text
+
+
+def split_breaks(text: str) -> list[tuple[str, float]]:
+    """The text as (words, pause after them in seconds) pairs, in order; malformed tags pause 0.
+
+    The last pair's pause is 0 unless the text ends with a tag. Surfaces that cannot pause inside a
+    piece (Pocket TTS, the joins of /tts) speak each part on its own and put silence between.
+    """
+    if "<" not in text:
+        return [(text, 0.0)]
+    parts: list[tuple[str, float]] = []
+    words, start = "", 0
+    for match in _TAG.finditer(text):
+        seconds = break_seconds(match.group(1))
+        if seconds is None:
+            logger.info("ignored a malformed pause tag")
+        words += text[start:match.start()] + " "
+        start = match.end()
+        if not seconds:
+            continue  # a malformed or zero pause: the words go on
+        if parts and not words.strip():
+            parts[-1] = (parts[-1][0], min(parts[-1][1] + seconds, MAX_BREAK_SECONDS))
+        else:
+            parts.append((words, seconds))
+        words = ""
+    words += text[start:]
+    if words.strip() or not parts:
+        parts.append((words, 0.0))
+    return parts
+
+
+def clean_keeping_breaks(text: str, clean) -> str:
+    """`clean` applied to the words between pause tags, the tags kept in their one valid form."""
+    parts = split_breaks(text)
+    if len(parts) == 1 and parts[0][1] == 0:
+        return clean(text)
+    out = []
+    for words, seconds in parts:
+        spoken = clean(words) if words.strip() else ""
+        if spoken:
+            out.append(spoken)
+        if seconds > 0:
+            out.append(f'<break time="{seconds:.2f}s"/>')
+    return " ".join(out)
+
+
+# A tag still arriving: "<" with no ">" after it, short enough to still become a tag.
+MAX_TAG_CHARS = 64
+
+
+def unfinished_tag(text: str) -> int:
+    """Where a pause tag that has not fully arrived starts in streamed text, or -1."""
+    at = text.rfind("<")
+    if at < 0 or ">" in text[at:] or len(text) - at > MAX_TAG_CHARS:
+        return -1
+    return at

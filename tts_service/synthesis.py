@@ -10,6 +10,7 @@ import numpy as np
 from . import audio
 from .cache import AudioCache, CachedAudio
 from .engines.base import NothingToSayError, RequestError, SynthesisRequest, WordTiming
+from .pauses import clean_keeping_breaks, split_breaks
 from .routing import Route
 from .scheduler import Job
 from .text import group_sentences, speakable, split_sentences
@@ -47,9 +48,9 @@ def check_text(text: str) -> str:
 
 
 def prepare_text(text: str, language: str, clean: bool) -> str:
-    """What the engine will be asked to say; empty when nothing speakable is left."""
+    """What the engine will be asked to say, pause tags kept; empty when nothing speakable is left."""
     text = check_text(text)
-    return speakable(text, language) if clean else text.strip()
+    return clean_keeping_breaks(text, lambda part: speakable(part, language)) if clean else text.strip()
 
 
 def pieces_for(route: Route, text: str) -> list[str]:
@@ -62,15 +63,25 @@ def pieces_for(route: Route, text: str) -> list[str]:
 
 def synthesize(route: Route, text: str, language: str, voice: str | None, max_audio_seconds: float,
                submit) -> Synthesis:
-    """Speak `text` as one or more jobs on the route's worker and join them in order."""
-    requests = []
-    for piece in pieces_for(route, text):
-        request = SynthesisRequest(text=piece, language=language, voice=voice, max_audio_seconds=max_audio_seconds)
-        try:
-            route.scheduler.prepare(request)  # every piece is checked before any job is queued
-        except NothingToSayError:
-            continue
-        requests.append(request)
+    """Speak `text` as one or more jobs on the route's worker and join them in order.
+
+    A pause tag splits the text: the pieces on either side are spoken apart and joined with
+    exactly that much silence, on every engine."""
+    requests, pauses, lead, paused_after = [], [], 0.0, -1
+    for words, pause in split_breaks(text):
+        for piece in pieces_for(route, words) if words.strip() else []:
+            request = SynthesisRequest(text=piece, language=language, voice=voice, max_audio_seconds=max_audio_seconds)
+            try:
+                route.scheduler.prepare(request)  # every piece is checked before any job is queued
+            except NothingToSayError:
+                continue
+            requests.append(request)
+            pauses.append(PAUSE_SECONDS)
+        if pause:
+            if pauses:
+                pauses[-1], paused_after = pause, len(pauses) - 1
+            else:
+                lead += pause
     if not requests:
         raise NothingToSayError()
     jobs: list[Job] = []
@@ -82,18 +93,20 @@ def synthesize(route: Route, text: str, language: str, voice: str | None, max_au
         for job in jobs:
             job.cancel()
     rate = results[0].sample_rate
-    pause = np.zeros(int(PAUSE_SECONDS * rate), dtype=np.float32)
     chunks, words, durations, offset = [], [], [], 0
+    gaps = [lead] + pauses[:-1] + ([pauses[-1]] if paused_after == len(pauses) - 1 else [])
     for index, result in enumerate(results):
-        if index:
-            chunks.append(pause)
-            offset += len(pause)
+        silence = np.zeros(int(round(gaps[index] * rate)), dtype=np.float32)
+        chunks.append(silence)
+        offset += len(silence)
         chunks.append(result.audio)
         shift = offset / rate
         words += [WordTiming(w.word, w.start + shift, (w.end if w.end is not None else len(result.audio) / rate) + shift)
                   for w in result.words]
         durations.append(len(result.audio) / rate)
         offset += len(result.audio)
+    if len(gaps) > len(results):  # the text ends with a pause
+        chunks.append(np.zeros(int(round(gaps[-1] * rate)), dtype=np.float32))
     joined = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
     limit = int(max_audio_seconds * rate)
     truncated = any(r.truncated for r in results) or len(joined) > limit

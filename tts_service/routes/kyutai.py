@@ -1,0 +1,305 @@
+"""Kyutai moshi-server's TTS protocol: `/api/tts_streaming` (WebSocket and POST) and `/api/modules_info`.
+
+Read from moshi-server itself (`rust/moshi-server/src/main.rs`, `py_module.rs`, `tts.rs` in
+kyutai-labs/moshi) and from its clients (`scripts/tts_rust_server.py` in
+kyutai-labs/delayed-streams-modeling, `unmute/tts/text_to_speech.py` in kyutai-labs/unmute):
+
+- Query: `format` = `OggOpus` (the default), `OggOpusMessagePack`, `Pcm` or `PcmMessagePack`;
+  `voice`; `auth_id` (or the `kyutai-api-key` header), checked before the upgrade (401). The Rust
+  TTS module's `seed`, `temperature`, `top_k`, `cfg_alpha`, `max_seq_len` and `voices` are
+  accepted and checked, and ignored: every slot of a batch shares one sampler here. `language`
+  is this service's extension (Pocket TTS languages).
+- In: a text frame is text to speak; the binary frame `b"\\0"` ends the text; otherwise
+  MessagePack `{"type": "Text", "text"}`, `{"type": "Voice", "embeddings", "shape"}` (before the
+  first text; later ones are ignored) and `{"type": "Eos"}`.
+- Out: with the MessagePack formats `Ready` first (or `Error` "no free channels" at capacity),
+  then `Audio` (`pcm`: 1920 floats, 80 ms at 24 kHz) or `OggOpus` (`data`: Ogg pages, the header
+  pages as the first such message), `Text` (`text`, `start_s`, `stop_s`) per word, and `Error`;
+  the raw formats carry only the audio (little-endian float32 frames, or Ogg pages). The socket
+  closes when the audio is complete; an end with no text closes it at once.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import queue
+from typing import Iterator
+
+import msgpack
+import numpy as np
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from .. import audio
+from ..errors import ApiError, bad_request
+from ..session import CallbackListener, CapacityError, Session, SessionError, choose_route, session_slots
+from .tts import json_body
+from .websocket import Channel, ProtocolError, authorized, bp, serve, upgrade
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("OggOpus", "OggOpusMessagePack", "Pcm", "PcmMessagePack")
+FRAME_SAMPLES = 1920  # 80 ms at 24 kHz: one DSM step, the unit moshi-server sends
+END_OF_STREAM = b"\0"
+# Accepted for compatibility with moshi-server's Rust TTS module, ignored here (see README).
+SAMPLING_PARAMETERS = {"seed": int, "temperature": float, "top_k": int, "cfg_alpha": float, "max_seq_len": int}
+
+# Not part of the `websocket` blueprint's open, rate-limited surface: a plain status read.
+info_bp = Blueprint("info", __name__)
+bp.register_blueprint(info_bp)
+
+
+class OggOpusEncoder:
+    """Float PCM in, the Ogg Opus pages it completes out (PyAV's libopus and Ogg muxer, 24 kHz mono)."""
+
+    class _Sink(io.RawIOBase):
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, chunk) -> int:
+            self.data += chunk
+            return len(chunk)
+
+    def __init__(self, sample_rate: int = 24000):
+        import av
+
+        self._av = av
+        self.sample_rate = sample_rate
+        self._sink = self._Sink()
+        # Short pages so that each 80 ms frame leaves as soon as it is encoded.
+        self._container = av.open(self._sink, "w", format="ogg", options={"page_duration": "20000"})
+        self._stream = self._container.add_stream("libopus", rate=sample_rate, layout="mono")
+        self._pts = 0
+        self._container.start_encoding()
+
+    def _take(self) -> bytes:
+        data = bytes(self._sink.data)
+        self._sink.data.clear()
+        return data
+
+    def header(self) -> bytes:
+        """The identification and comment pages, written before any audio."""
+        return self._take()
+
+    def encode(self, pcm: np.ndarray) -> bytes:
+        frame = self._av.AudioFrame.from_ndarray(np.asarray(pcm, dtype=np.float32)[None, :], format="flt",
+                                                 layout="mono")
+        frame.sample_rate = self.sample_rate
+        frame.pts = self._pts
+        self._pts += len(pcm)
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        return self._take()
+
+    def close(self) -> bytes:
+        """What the encoder still holds, and the last page."""
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+        return self._take()
+
+
+class KyutaiOutput:
+    """Encodes the session's events in one of moshi-server's four formats."""
+
+    def __init__(self, fmt: str):
+        self.format = fmt
+        self.msgpack = fmt.endswith("MessagePack")
+        self.ogg = OggOpusEncoder() if fmt.startswith("OggOpus") else None
+
+    def message(self, message: dict) -> bytes | None:
+        """A control message (Ready, Text, Error), which the raw formats do not carry."""
+        return msgpack.packb(message, use_bin_type=True, use_single_float=True) if self.msgpack else None
+
+    def header(self) -> bytes | None:
+        if self.ogg is None:
+            return None
+        return self._ogg(self.ogg.header())
+
+    def audio(self, pcm: np.ndarray) -> bytes | None:
+        if self.ogg is not None:
+            return self._ogg(self.ogg.encode(pcm))
+        if self.msgpack:
+            return self.message({"type": "Audio", "pcm": np.asarray(pcm, dtype=np.float32).tolist()})
+        return np.asarray(pcm, dtype="<f4").tobytes()
+
+    def finish(self) -> bytes | None:
+        return self._ogg(self.ogg.close()) if self.ogg is not None else None
+
+    def _ogg(self, data: bytes) -> bytes | None:
+        if not data:
+            return None
+        return self.message({"type": "OggOpus", "data": data}) if self.msgpack else data
+
+
+def _query() -> dict:
+    """The query as moshi-server reads it; a bad value is a 400 before the upgrade, as there."""
+    args = request.args
+    fmt = args.get("format", "OggOpus")
+    if fmt not in FORMATS:
+        raise bad_request(f"'format' must be one of {', '.join(FORMATS)}.")
+    for name, kind in SAMPLING_PARAMETERS.items():
+        if name in args:
+            try:
+                kind(args[name])
+            except ValueError:
+                raise bad_request(f"'{name}' must be a{'n integer' if kind is int else ' number'}.") from None
+    voice = args.get("voice") or None
+    if voice is not None and len(voice) > 300:
+        raise bad_request("'voice' is too long.")
+    return {"format": fmt, "voice": voice, "language": args.get("language") or None}
+
+
+def _unauthorized() -> ApiError:
+    return ApiError(401, "Missing or wrong API key: send the 'kyutai-api-key' header or 'auth_id'.")
+
+
+@bp.route("/api/tts_streaming", websocket=True)
+def kyutai_streaming():
+    if not authorized("auth_id", "api_key"):
+        raise _unauthorized()
+    query = _query()
+    router = current_app.extensions["tts_router"]
+    settings = current_app.extensions["tts_settings"]
+    slots = session_slots(current_app)
+
+    def handler(ws) -> None:
+        output = KyutaiOutput(query["format"])
+        channel = Channel(ws, lambda text: output.message({"type": "Error", "message": text}))
+
+        def on_audio(pcm) -> None:
+            data = output.audio(pcm)
+            if data is not None:
+                channel.send(data)
+
+        def on_word(word: str, start: float, stop: float) -> None:
+            data = output.message({"type": "Text", "text": word, "start_s": round(start, 3), "stop_s": round(stop, 3)})
+            if data is not None:
+                channel.send(data)
+
+        def on_done(_duration: float) -> None:
+            tail = output.finish()
+            if tail is not None:
+                channel.send(tail)
+            channel.close(1000, "done")
+
+        try:
+            route = choose_route(router, query["language"], query["voice"])
+            session = Session(route, settings, CallbackListener(on_audio, on_word, on_done, channel.fail),
+                              slots=slots, voice=query["voice"], frame_samples=FRAME_SAMPLES)
+            session.start()
+        except CapacityError as exc:
+            return channel.fail(str(exc), code=1013)
+        except SessionError as exc:
+            return channel.fail(str(exc))
+        for data in (output.message({"type": "Ready"}), output.header()):
+            if data is not None:
+                channel.send(data)
+        serve(ws, channel, session, lambda data: _dispatch(session, data))
+
+    return upgrade(handler)
+
+
+def _dispatch(session: Session, data) -> None:
+    """One client frame: text, the end mark, or a MessagePack message."""
+    if isinstance(data, str):
+        return session.add_text(data + " ")
+    if data == END_OF_STREAM:
+        return session.end()
+    try:
+        message = msgpack.unpackb(data, raw=False)
+    except Exception:
+        raise ProtocolError("malformed MessagePack message") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("a message must be a map with a 'type'")
+    kind = message.get("type")
+    if kind == "Text":
+        text = message.get("text", "")
+        if not isinstance(text, str):
+            raise ProtocolError("'text' must be a string")
+        session.add_text(text + " ")
+    elif kind == "Eos":
+        session.end()
+    elif kind == "Voice":
+        try:
+            embedding = np.asarray(message["embeddings"], dtype=np.float32).reshape(message["shape"])
+        except Exception:
+            logger.warning("a Voice message without usable 'embeddings' and 'shape' was ignored")
+            session.touch()
+            return
+        session.set_voice_embedding(embedding)
+    else:
+        raise ProtocolError(f"unknown message type {kind!r}; expected Text, Voice or Eos")
+
+
+@bp.post("/api/tts_streaming")
+def kyutai_post():
+    """moshi-server's POST form: `{"text", "voice"}` in, a WAV stream out while it is generated."""
+    if not authorized():
+        raise _unauthorized()
+    settings = current_app.extensions["tts_settings"]
+    body = json_body()
+    text, voice, language = body.get("text"), body.get("voice"), body.get("language")
+    if not isinstance(text, str) or not text.strip():
+        raise bad_request("'text' must be a non-empty string.")
+    if len(text) > settings.max_chars:
+        raise ApiError(413, f"'text' has {len(text)} characters; the limit is {settings.max_chars}.",
+                       limit=settings.max_chars)
+    for name, value in (("voice", voice), ("language", language)):
+        if value is not None and (not isinstance(value, str) or len(value) > 300):
+            raise bad_request(f"'{name}' must be a string.")
+    events: queue.Queue = queue.Queue()
+    try:
+        route = choose_route(current_app.extensions["tts_router"], language or None, voice or None)
+        session = Session(route, settings, CallbackListener(
+            lambda pcm: events.put(("audio", pcm)), lambda *word: None,
+            lambda duration: events.put(("done", duration)), lambda message: events.put(("error", message))),
+            voice=voice or None)
+        session.start()
+        session.add_text(text)
+        session.end()
+    except SessionError as exc:
+        if "session" in locals():
+            session.cancel()
+        raise bad_request(str(exc)) from None
+    try:
+        first = events.get(timeout=settings.request_timeout + 5)
+    except queue.Empty:
+        session.cancel()
+        raise ApiError(503, "Synthesis timed out.", fallback=True) from None
+    if first[0] == "error":
+        raise ApiError(503, f"Speech unavailable: {first[1]}", fallback=True)
+
+    def body_stream() -> Iterator[bytes]:
+        try:
+            yield audio.streaming_wav_header(route.engine.sample_rate)
+            event = first
+            while event[0] == "audio":
+                yield audio.to_pcm16(event[1])
+                event = events.get(timeout=settings.request_timeout + 5)
+            if event[0] == "error":
+                logger.error("POST /api/tts_streaming failed after audio started: %s", event[1])
+        finally:
+            session.cancel()
+
+    return Response(body_stream(), mimetype="audio/wav", headers={"Cache-Control": "no-store"})
+
+
+@info_bp.get("/api/modules_info")
+def modules_info():
+    """moshi-server's module list: for each engine, the session slots used and available."""
+    router = current_app.extensions["tts_router"]
+    slots = session_slots(current_app)
+    modules, seen = [], set()
+    for route in router.routes.values():
+        if route.key in seen:
+            continue
+        seen.add(route.key)
+        languages = sorted(lang for lang, r in router.routes.items() if r.key == route.key)
+        modules.append({"type": "py", "path": "/api/tts_streaming", "script": route.key,
+                        "languages": ",".join(languages), "used_slots": str(slots.used(route.key)),
+                        "total_slots": str(slots.capacity(route))})
+    return jsonify(modules)
