@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import io
+import json
 import struct
 import time
 
@@ -377,3 +378,42 @@ def test_neighbours_get_full_audio_while_a_pocket_session_waits(cpu_server):
         audio, _ = decode_wav(body["audioContent"])
         assert len(audio) > RATE // 4 and rms(audio) > 1e-3
         assert sum(len(m["pcm"]) for m in messages if m["type"] == "Audio") > RATE // 4
+
+
+def test_openai_speech_and_the_json_socket_pause_on_pocket(cpu_server):
+    base, _ = cpu_server
+    response = requests.post(f"{base}/v1/audio/speech", timeout=120, json={
+        "model": "tts-1", "voice": "alloy", "language": "es", "response_format": "wav",
+        "input": 'Hola. <break time="800ms"/> Adiós.'})
+    assert response.status_code == 200
+    audio, rate = sf.read(io.BytesIO(response.content), dtype="float32")
+    assert rate == RATE and abs(longest_silence(audio) - 0.8) <= 0.08
+    with connect(base.replace("http://", "ws://") + "/ws/tts?language=es") as ws:
+        assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+        ws.send(json.dumps({"type": "text", "text": 'Hola amigo. <break time="1s"/> Adiós'}))
+        ws.send(json.dumps({"type": "text", "text": " amigo."}))
+        ws.send(json.dumps({"type": "end"}))
+        pcm = b"".join(m for m in collect(ws) if isinstance(m, bytes))
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32767
+    assert abs(longest_silence(samples) - 1.0) <= 0.08
+
+
+@pytest.mark.parametrize("text, parts", [
+    ('Hola. <break time="1.5s"/> Adiós.', [("Hola.", 1.5), ("Adiós.", 0.0)]),
+    ('a <break time="40s"/> b', [("a", 10.0), ("b", 0.0)]),  # moshi-server's cap
+    ('a <break time="1x5s"/> b <BREAK TIME=\'250ms\' /> c', [("a b", 0.25), ("c", 0.0)]),
+    ('<break time="1s"/><break time="2s"/>end', [("", 3.0), ("end", 0.0)]),
+    ("no tags", [("no tags", 0.0)]),
+])
+def test_pause_tags_split_text_capped_and_malformed_ones_dropped(text, parts):
+    from tts_service.pauses import split_breaks
+
+    assert [(" ".join(words.split()), pause) for words, pause in split_breaks(text)] == parts
+
+
+def test_text_cleaning_keeps_pause_tags():
+    from tts_service.synthesis import prepare_text
+
+    spoken = prepare_text('**Hola** :) <break time="2s"/> [mundo](http://x.y) <break time="oops"/> fin', "es", True)
+    assert '<break time="2.00s"/>' in spoken and "oops" not in spoken and "**" not in spoken
+    assert "break" not in spoken.replace('<break time="2.00s"/>', "")
