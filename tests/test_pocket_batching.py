@@ -203,3 +203,27 @@ def test_cancelled_request_stops_within_a_frame_and_others_go_on(engine, schedul
     kept = keep.result().audio
     assert drop.samples < len(kept) / 2
     assert len(kept) > 10 * FRAME and float(np.abs(kept).max()) > 1e-3
+
+
+def test_other_package_internals_are_refused(engine, monkeypatch):
+    import importlib.metadata
+
+    from tts_service.engines import pocket
+
+    assert "lacks" in pocket.frame_loop_problem(object())
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "9.9.9")
+    assert "9.9.9" in pocket.frame_loop_problem(engine._model)
+
+
+def test_without_the_frame_loop_requests_take_turns_a_sentence_at_a_time(engine, monkeypatch):
+    """The fallback for other pocket-tts versions: the package's own generator, one sentence per step."""
+    monkeypatch.setattr(engine, "_frame_loop", False)
+    scheduler = Scheduler(engine, batch_wait=0.05, timeout=60)
+    scheduler.start(preload=False)
+    try:
+        jobs = [scheduler.submit(SynthesisRequest(text, "es", max_audio_seconds=2.0)) for text in TEXTS[:2]]
+        audio = [job.result().audio for job in jobs]
+    finally:
+        scheduler.stop(timeout=30)
+    for one in audio:
+        assert len(one) > FRAME and float(np.abs(one).max()) > 1e-3
