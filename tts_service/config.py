@@ -149,7 +149,7 @@ class Settings:
     torch_compile: str = _setting("TTS_TORCH_COMPILE", "auto", _choice("auto", "on", "off"),
                                   "torch.compile moshi's hot paths: auto is on with CUDA only.")
     max_batch_size: int = _setting("TTS_MAX_BATCH_SIZE", 8, _positive(int),
-                                   "DSM requests generated together in one batch.")
+                                   "Requests generated together in one batch, per model (DSM and each Pocket TTS language).")
     batch_wait_ms: float = _setting("TTS_BATCH_WAIT_MS", 20.0, _non_negative(float),
                                     "How long an idle worker waits for more requests to batch.")
     max_queue: int = _setting("TTS_MAX_QUEUE", 32, _positive(int),
