@@ -9,7 +9,8 @@ frame. The active requests are the rows of one batch that requests join (their t
 into their own copy of the voice state) and leave at their own end: the flow model's linear
 layers run once per step for all rows, while each row attends over its own KV cache at its own
 positions, so that rows of different lengths need no padding and a row's audio does not depend
-on the others beyond float rounding. The Mimi decoder runs per row. The loop follows the
+on the others beyond float rounding. The Mimi decoder decodes every row's frame in one batch too,
+in its own thread one step behind, overlapping the next step's flow model. The loop follows the
 package's own `_generate` / `_autoregressive_generation` / `_decode_audio_worker` and
 `FlowLMModel.forward` / `StreamingMultiheadAttention.forward` (pocket_tts 4.0.1) call for call,
 so that a request alone gets exactly the audio `generate_audio` gives; it is pinned to that
@@ -19,6 +20,7 @@ version and falls back to the package's per-sentence generator when the internal
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import copy
 import importlib.metadata
 import logging
@@ -229,6 +231,8 @@ class PocketEngine(Engine):
         self._model = None
         self._frame_loop = False
         self._mimi_conv_states: list[str] = []
+        self._decoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"pocket-decoder-{language}")
+        self._decoding: tuple[list[_Active], concurrent.futures.Future] | None = None
         self._voice_states: dict[str, object] = {}
         self._broken_voices: set[str] = set()
         self._active: collections.deque[_Active] = collections.deque()
@@ -353,6 +357,7 @@ class PocketEngine(Engine):
                 return
             self.state = "idle"
             self._model = None
+            self._decoding = None
             self._voice_states.clear()
         gc.collect()
         _return_freed_memory()
@@ -427,6 +432,10 @@ class PocketEngine(Engine):
             if entry.job is job:
                 self._active.remove(entry)
 
+    def reset(self) -> None:
+        super().reset()
+        self._decoding = None  # frames of the jobs just dropped
+
     def active_jobs(self) -> list["Job"]:
         return [entry.job for entry in self._active]
 
@@ -437,34 +446,50 @@ class PocketEngine(Engine):
             return self._step_sentence()
         import torch
 
+        # The Mimi decoder runs in its own thread, one step behind: this step's flow model runs
+        # while the previous step's frames are decoded (as the package overlaps its generation
+        # and decoding threads). Their audio is pushed here, in the worker, before anything ends.
         with torch.no_grad():
             rows = [entry for entry in list(self._active) if self._ready(entry)]
-            if not rows:
-                return True
             generating = [entry for entry in rows if entry.piece.prompt is None]
-            latents, eos = self._flow_frames([entry.piece for entry in rows])
             speaking = []
-            for index, entry in enumerate(generating):
-                if self._after_flow(entry.piece, latents[index:index + 1], bool(eos[index])):
-                    speaking.append(index)
-                else:
-                    entry.piece = None  # its piece ended here: the next one starts next step
+            if rows:
+                latents, eos = self._flow_frames([entry.piece for entry in rows])
+                for index, entry in enumerate(generating):
+                    if self._after_flow(entry.piece, latents[index:index + 1], bool(eos[index])):
+                        speaking.append(index)
+                    else:
+                        entry.piece = None  # its piece ended here: the next one starts next step
+            self._flush_decoded()
+            for entry in list(self._active):
+                if entry.piece is None and not entry.sentences:
+                    self._active.remove(entry)
+                    entry.job.finish()
+            speaking = [index for index in speaking if generating[index] in self._active]
             if speaking:
-                audio = self._decode_rows([generating[i].piece for i in speaking], latents[speaking])
-                for index, pcm in zip(speaking, audio):
-                    self._push(generating[index], pcm)
+                entries = [generating[i] for i in speaking]
+                self._decoding = (entries, self._decoder.submit(
+                    self._decode_rows, [entry.piece for entry in entries], latents[speaking]))
         return True
+
+    def _flush_decoded(self) -> None:
+        """Push the audio the decoder thread made of the previous step's frames."""
+        if self._decoding is None:
+            return
+        entries, future = self._decoding
+        self._decoding = None
+        for entry, pcm in zip(entries, future.result()):
+            if entry in self._active:  # not released or truncated meanwhile
+                self._push(entry, pcm)
 
     # -- one frame per step, every request a row of one batch ------------------------------
     def _ready(self, entry: _Active) -> bool:
-        """Give `entry` a piece with frames left, prompting the next one; finish it when none is left."""
+        """Give `entry` a piece with frames left, prompting the next one; False when none is left."""
         if entry.piece is not None and entry.piece.frame >= entry.piece.max_frames:
             entry.piece = None  # the package's length limit for a piece that never said its end
         if entry.piece is None:
             if not entry.sentences:
-                self._active.remove(entry)
-                entry.job.finish()
-                return False
+                return False  # finished once its last decoded frame is pushed
             entry.piece = self._start_piece(entry.job, entry.sentences.popleft())
         return True
 
