@@ -143,13 +143,16 @@ def choose_route(router: Router, language: str | None, voice: str | None) -> Rou
 
 
 def _refusal(exc: Exception) -> SessionError:
+    """What the client is told when the engine refuses: the reason, without local paths."""
+    from .hub import ModelDownloadError
+    from .security import redact_paths
+
     if isinstance(exc, (QueueFullError, EngineUnavailableError)):
-        return SessionError(f"speech model unavailable: {exc}")
+        return SessionError(redact_paths(f"speech model unavailable: {exc}"))
     if isinstance(exc, RequestError):
         return SessionError(str(exc))
-    from .hub import ModelDownloadError
     if isinstance(exc, ModelDownloadError):
-        return SessionError(f"voice unavailable: {exc}")
+        return SessionError(redact_paths(f"voice unavailable: {exc}"))
     raise exc
 
 
@@ -486,6 +489,9 @@ class Session:
             self.listener.on_error(str(exc))
         except (QueueFullError, EngineUnavailableError, RequestError) as exc:
             self.listener.on_error(str(_refusal(exc)))
+        except TimeoutError:
+            if not self.cancelled:
+                self.listener.on_error("synthesis timed out: no progress for the request timeout")
         except Exception as exc:
             if not self.cancelled:
                 logger.warning("text stream failed: %s", exc)

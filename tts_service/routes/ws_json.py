@@ -15,6 +15,7 @@ import json
 from flask import current_app, request
 
 from .. import audio
+from ..security import public_model_id
 from ..session import CallbackListener, Session, SessionError, choose_route, session_slots
 from .websocket import Channel, ProtocolError, authorized, bp, serve, upgrade
 
@@ -50,7 +51,7 @@ def json_streaming():
             return channel.fail(str(exc))
         engine = route.engine
         channel.send(json.dumps({"type": "ready", "sample_rate": engine.sample_rate, "format": "pcm_s16le",
-                                 "provider": engine.provider, "model": engine.model_id,
+                                 "provider": engine.provider, "model": public_model_id(engine.model_id),
                                  "language": route.language}))
         serve(ws, channel, session, lambda data: _dispatch(session, data))
 
