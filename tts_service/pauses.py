@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 MAX_BREAK_SECONDS = 10.0
 # One quantifier each, over disjoint characters: linear time whatever the text.
 _TAG = re.compile(r"<break\b([^<>]*)>", re.IGNORECASE)
-_TIME = re.compile(r"""\s*time\s*=\s*(["'])(\d{1,6}(?:\.\d{1,6})?)(ms|s)\1\s*/?\s*""", re.IGNORECASE)
+_TIME = re.compile(r"""\s*time\s*=\s*(["'])(\d{1,6}(?:\.\d{1,6})?)(ms|s)\1\s*(?:/\s*)?""", re.IGNORECASE)
 
 
 def break_seconds(tag_body: str) -> float | None:

@@ -85,14 +85,19 @@ def synthesize(route: Route, text: str, language: str, voice: str | None, max_au
     if not requests:
         raise NothingToSayError()
     jobs: list[Job] = []
+    results = []
     try:
         for request in requests:
             jobs.append(submit(request))
-        results = [job.result() for job in jobs]
+        rate, spoken = jobs[0].sample_rate, lead
+        for job, gap in zip(jobs, pauses):
+            results.append(job.result())
+            spoken += len(results[-1].audio) / rate + gap
+            if spoken >= max_audio_seconds:
+                break  # the answer is full: the later pieces are dropped, not generated
     finally:
         for job in jobs:
             job.cancel()
-    rate = results[0].sample_rate
     chunks, words, durations, offset = [], [], [], 0
     gaps = [lead] + pauses[:-1] + ([pauses[-1]] if paused_after == len(pauses) - 1 else [])
     for index, result in enumerate(results):
@@ -109,8 +114,9 @@ def synthesize(route: Route, text: str, language: str, voice: str | None, max_au
         chunks.append(np.zeros(int(round(gaps[-1] * rate)), dtype=np.float32))
     joined = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
     limit = int(max_audio_seconds * rate)
-    truncated = any(r.truncated for r in results) or len(joined) > limit
+    truncated = any(r.truncated for r in results) or len(results) < len(jobs) or len(joined) > limit
     joined = joined[:limit]
+    words = [w for w in words if w.start * rate < limit]
     prepared = jobs[0].request.prepared if jobs else None
     return Synthesis(joined, rate, words, truncated, getattr(prepared, "voice_name", voice), durations)
 
@@ -133,16 +139,20 @@ def render(route: Route, settings, cache: AudioCache | None, *, text: str, langu
         hit = cache.get(key)
         if hit is not None:
             return hit, True
-    result = synthesize(route, text, language, voice, settings.max_audio_seconds, submit)
-    samples, words = result.audio, result.words
+    # Slowed down, the audio grows: generate only what still fits TTS_MAX_AUDIO_SECONDS once slowed.
+    result = synthesize(route, text, language, voice, settings.max_audio_seconds * min(speed, 1.0), submit)
+    samples, words, truncated = result.audio, result.words, result.truncated
     if speed != 1.0:
         samples = audio.change_speed(samples, result.sample_rate, speed)
         words = [WordTiming(w.word, w.start / speed, (w.end or 0) / speed) for w in words]
+        limit = int(settings.max_audio_seconds * result.sample_rate)
+        truncated = truncated or len(samples) > limit
+        samples = samples[:limit]
     meta = {
         "sample_rate": result.sample_rate,
         "duration": round(len(samples) / result.sample_rate, 3),
         "voice": result.voice,
-        "truncated": result.truncated,
+        "truncated": truncated,
         "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end or 0, 3)} for w in words],
         "pieces": [round(d, 3) for d in result.pieces],
     }
