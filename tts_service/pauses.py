@@ -101,4 +101,5 @@ def unfinished_tag(text: str) -> int:
     at = text.rfind("<")
     if at < 0 or ">" in text[at:] or len(text) - at > MAX_TAG_CHARS:
         return -1
-    return at
+    start = text[at:at + 6].lower()
+    return at if "<break".startswith(start) else -1  # "3 < 5" is prose, not a tag

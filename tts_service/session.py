@@ -377,8 +377,11 @@ class Session:
         """Hand out the text that is complete: up to an unfinished tag, and for Pocket whole clauses."""
         with self._cond:
             text = self._pending
-            cut = -1 if final else unfinished_tag(text)
+            cut = unfinished_tag(text)
             ready, self._pending = (text[:cut], text[cut:]) if cut >= 0 else (text, "")
+            if final and self._pending:
+                logger.info("ignored a pause tag that never ended")
+                self._pending = ""
         if not ready:
             return
         for words, pause in split_breaks(ready):
