@@ -417,3 +417,13 @@ def test_text_cleaning_keeps_pause_tags():
     spoken = prepare_text('**Hola** :) <break time="2s"/> [mundo](http://x.y) <break time="oops"/> fin', "es", True)
     assert '<break time="2.00s"/>' in spoken and "oops" not in spoken and "**" not in spoken
     assert "break" not in spoken.replace('<break time="2.00s"/>', "")
+
+
+@pytest.mark.parametrize("text, held", [
+    ("hi <break time=", 3), ("hi <br", 3), ("hi <", 3),  # may still become a pause tag
+    ('hi <break time="1s"/>', -1), ("3 < 5 apples", -1), ("a <b> c", -1), ("x <" + "y" * 80, -1),
+])
+def test_streamed_text_holds_back_only_a_pause_tag_still_arriving(text, held):
+    from tts_service.pauses import unfinished_tag
+
+    assert unfinished_tag(text) == held
