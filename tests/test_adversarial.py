@@ -134,9 +134,9 @@ def ws_json(base, text, language):
     return "audio"
 
 
-def ws_kyutai(base, text):
-    """Kyutai's protocol, word by word as its client sends them."""
-    url = base.replace("http://", "ws://") + "/api/tts_streaming"
+def ws_kyutai(base, text, language):
+    """Kyutai's protocol, word by word as its client sends them (MessagePack cannot carry a lone surrogate)."""
+    url = base.replace("http://", "ws://") + f"/api/tts_streaming?format=PcmMessagePack&language={language}"
     messages = []
     deadline = time.monotonic() + TIMEOUT
     with connect(url, open_timeout=30) as ws:
@@ -187,8 +187,8 @@ def test_odd_text_gets_audio_or_a_clear_4xx_and_spares_the_neighbours(live_both,
                     "stream": pool.submit(post_stream, base, text, language),
                     "openai": pool.submit(post_openai, base, text, language),
                     "ws": pool.submit(ws_json, base, text, language)}
-        if engine == "dsm" and "\ud800" not in text:
-            surfaces["kyutai"] = pool.submit(ws_kyutai, base, text)
+        if "\ud800" not in text:
+            surfaces["kyutai"] = pool.submit(ws_kyutai, base, text, language)
         outcomes = {name: future.result(timeout=TIMEOUT) for name, future in surfaces.items()}
         for future in neighbours:
             future.result(timeout=TIMEOUT)
