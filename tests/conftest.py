@@ -145,3 +145,28 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def start_gunicorn(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    """The service as deployed: gunicorn with the project's config on a free port, once it is ready."""
+    import requests
+
+    port = free_port()
+    log = tmp_path / "tts.log"
+    full_env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port), "TTS_LOG_FILE": str(log),
+                "TTS_HTTP_THREADS": "16", "TTS_REQUEST_TIMEOUT": "60"}
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py",
+                                "tts_server:create_app()"], cwd=ROOT, env=full_env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "gunicorn exited during start"
+        try:
+            if requests.get(f"{base}/health", timeout=10).status_code == 200:
+                return process, base
+        except requests.RequestException:  # not listening yet, or the worker still booting
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError("gunicorn never became ready")

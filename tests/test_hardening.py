@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from conftest import ROOT, decode_wav, dsm_only, rms, running_app, serve
+from conftest import ROOT, decode_wav, dsm_only, rms, running_app, serve, start_gunicorn
 
 KEY = "k3y-for-hardening-tests"
 HELLO = {"text": "Hello there.", "language": "en"}
@@ -401,32 +401,6 @@ def test_the_env_file_with_the_key_is_ignored_by_git():
 
 
 # -- the same under gunicorn, as deployed ----------------------------------------------------
-def start_gunicorn(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen, str]:
-    import os
-    import sys
-
-    from conftest import free_port
-
-    port = free_port()
-    full_env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port), "TTS_LOG_FILE": str(tmp_path / "tts.log"),
-                "TTS_HTTP_THREADS": "8"}
-    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py",
-                                "tts_server:create_app()"], cwd=ROOT, env=full_env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "gunicorn exited during start"
-        try:
-            if requests.get(f"{base}/health", timeout=5).status_code == 200:
-                return process, base
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise AssertionError("gunicorn never became ready")
-
-
 def test_under_gunicorn_a_client_that_leaves_is_noticed_and_the_log_file_has_one_line_per_request(
         tiny_env, tmp_path):
     def gauge(base: str, name: str) -> float:
