@@ -26,7 +26,7 @@ TEXT = "Sure! The assistant starts speaking while it is still writing the rest o
 
 def websocket_first_audio(base: str, words: list[str], gap: float) -> tuple[float, float]:
     """(seconds from the first word to the first audio, seconds until the last word was sent)."""
-    url = base.replace("http://", "ws://") + "/api/tts_streaming"
+    url = base.replace("http://", "ws://") + "/api/tts_streaming?format=PcmMessagePack"
     with connect(url) as ws:
         assert msgpack.unpackb(ws.recv(timeout=60))["type"] == "Ready"
         first_audio = []
