@@ -427,3 +427,19 @@ def test_streamed_text_holds_back_only_a_pause_tag_still_arriving(text, held):
     from tts_service.pauses import unfinished_tag
 
     assert unfinished_tag(text) == held
+
+
+@pytest.mark.parametrize("server, language, path, field", [
+    ("cpu_server", "es", "/tts/stream", "text"), ("dsm_server", "en", "/tts/stream", "text"),
+    ("cpu_server", "es", "/v1/audio/speech", "input")])
+def test_streamed_http_pauses_exactly_on_every_engine(request, server, language, path, field):
+    base, _ = request.getfixturevalue(server)
+    body = {field: 'Hola amigo. <break time="1.3s"/> Adiós amigo.', "language": language}
+    body.update({"format": "pcm"} if path == "/tts/stream" else
+                {"model": "tts-1", "voice": "alloy", "response_format": "pcm", "stream_format": "audio"})
+    response = requests.post(f"{base}{path}", json=body, timeout=120,
+                             headers={"Authorization": f"Bearer {KEY}"})
+    assert response.status_code == 200
+    samples = np.frombuffer(response.content, dtype="<i2").astype(np.float32) / 32767
+    assert len(samples) > 1.5 * RATE and rms(samples) > 1e-3
+    assert abs(longest_silence(samples) - 1.3) <= 0.08
