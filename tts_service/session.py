@@ -15,6 +15,9 @@ The listener's callbacks run in the session's own thread, in order: `on_audio(pc
 the engine's rate, in `frame_samples` frames when set), `on_word(word, start_s, stop_s)`,
 then exactly one of `on_done(duration_s)` or `on_error(message)`; the message is safe to show.
 
+With `clean=True` an LLM's Markdown is made speakable as over HTTP, each sentence once it is
+complete (`complete_sentences`). Nothing here needs a Flask request: any thread may drive a session.
+
 Text is checked and prepared in the caller's thread as it arrives, never in a model worker:
 pause tags (`<break time="1.5s"/>`) split the stream, and each pause is exact silence put between
 the pieces. On DSM the words of each stretch between pauses feed one streaming job, which waits
@@ -46,7 +49,8 @@ from .engines.base import NothingToSayError, RequestError, SynthesisRequest, Unk
 from .pauses import split_breaks, unfinished_tag
 from .routing import Route, Router, UnsupportedLanguageError, normalize_language
 from .scheduler import EngineUnavailableError, Job, QueueFullError
-from .synthesis import check_text
+from .synthesis import check_text, prepare_text
+from .text import split_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +58,7 @@ logger = logging.getLogger(__name__)
 _CLAUSE_END = re.compile(r"[.!?…;:][\"')\]»”’]*\s")
 # A clause with no end in sight is cut at a space once it is this long.
 MAX_CLAUSE_CHARS = 400
+_PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
 
 
 class SessionError(Exception):
@@ -156,6 +161,30 @@ def _refusal(exc: Exception) -> SessionError:
     raise exc
 
 
+def complete_sentences(buffer: str) -> tuple[list[str], str]:
+    """Split streamed text into the sentences known to be complete and the rest still being written.
+
+    A sentence is complete at a paragraph break (outside a code fence), or at . ! ? … followed by
+    whitespace when the service's own sentence rules agree (an abbreviation such as "Dr. " is not an end)."""
+    sentences: list[str] = []
+    while True:
+        match = _PARAGRAPH.search(buffer)
+        if match is None or buffer[:match.start()].count("```") % 2:
+            break
+        sentences += split_sentences(buffer[:match.start()])
+        buffer = buffer[match.end():]
+    pieces = split_sentences(buffer)
+    if not pieces:
+        return sentences, buffer
+    *done, last = pieces
+    rest = buffer[buffer.rfind(last):]
+    # The last piece is complete when whitespace follows it and a following capital would start a new sentence.
+    if buffer[-1:].isspace() and len(split_sentences(last + " X")) > 1:
+        done.append(last)
+        rest = ""
+    return sentences + done, rest
+
+
 class _Speech:
     """Words for one DSM streaming job, fed before and after the job is queued."""
 
@@ -210,7 +239,8 @@ class Session:
     """A stream of text in, audio and word times out; see the module docstring for the API."""
 
     def __init__(self, route: Route, settings, listener: Listener, *, slots: SessionSlots | None = None,
-                 voice: str | None = None, voice_fallback: bool = True, frame_samples: int | None = None):
+                 voice: str | None = None, voice_fallback: bool = True, frame_samples: int | None = None,
+                 clean: bool = False):
         self.route = route
         self.settings = settings
         self.listener = listener
@@ -219,6 +249,8 @@ class Session:
         self.voice_fallback = voice_fallback
         self.embedding = None
         self.frame_samples = frame_samples
+        self.clean = clean  # an LLM's Markdown is made speakable, a whole sentence at a time
+        self._raw = ""  # clean: the sentence still being written
         self.sample_rate = route.engine.sample_rate
         self.streams_text = route.key == "dsm"
         self.ended = False
@@ -293,6 +325,8 @@ class Session:
             raise SessionError(str(exc)) from None
         if text.strip():
             self.started_text = True
+        if self.clean:
+            text = self._clean_sentences(text, final=False)
         with self._cond:
             self._pending += text
             self._last_text = time.monotonic()
@@ -303,6 +337,10 @@ class Session:
         self.touch()
         if self.ended:
             raise SessionError("the end of the text was already sent")
+        if self.clean:
+            rest = self._clean_sentences("", final=True)
+            with self._cond:
+                self._pending += rest
         self._release_text(final=True)
         if not self.streams_text:
             self._feed_clauses("", flush=True)
@@ -373,6 +411,16 @@ class Session:
                                 voice_embedding=self.embedding, max_audio_seconds=max(remaining, 0.08), **extra)
 
     # -- text, in the caller's thread --------------------------------------------------------
+    def _clean_sentences(self, text: str, final: bool) -> str:
+        """Markdown needs whole sentences to be read right: the complete ones cleaned now, the rest later."""
+        self._raw += text
+        if final:
+            done, self._raw = [self._raw], ""
+        else:
+            done, self._raw = complete_sentences(self._raw)
+        cleaned = (prepare_text(sentence, self.route.language, True) for sentence in done)
+        return "".join(f"{sentence} " for sentence in cleaned if sentence)
+
     def _release_text(self, final: bool) -> None:
         """Hand out the text that is complete: up to an unfinished tag, and for Pocket whole clauses."""
         with self._cond:

@@ -1,14 +1,17 @@
-"""Home Assistant's Wyoming protocol: a TCP server in the service process, on the same workers.
+"""Home Assistant's Wyoming protocol: a thin adapter from Wyoming events to the session core.
 
-A second door to the same models: `describe` answers with every voice of every routed language,
-`synthesize` speaks a whole text, and `synthesize-start` / `synthesize-chunk` / `synthesize-stop`
-speak an LLM's answer sentence by sentence while it is being written, all in one
-`audio-start` ... `audio-stop`, then `synthesize-stopped`. Text goes through the same cleaning,
-limits, routes, voices and schedulers as HTTP, so Wyoming requests batch with everything else.
+`describe` answers with every voice of every routed language. Each synthesis is one
+`session.Session`: `synthesize` speaks a whole text (cleaned and checked first, as over HTTP);
+`synthesize-start` / `synthesize-chunk` / `synthesize-stop` feed an LLM's answer to the session as
+it is written (`add_text`, then `end`), so each sentence is spoken as soon as it is complete, all in
+one `audio-start` ... `audio-stop`, then `synthesize-stopped`. The session's audio is sent as
+16-bit mono PCM `audio-chunk` events; its errors become `error` events and the connection stays
+usable. Routes, voices, limits and schedulers are the service's own, so Wyoming requests batch
+with everything else.
 
 Built on the `wyoming` package's own events and `AsyncTcpServer` / `AsyncEventHandler` (one
-handler per connection). Its asyncio loop runs in a daemon thread; a job's blocking `events()`
-are read in a thread per synthesis and handed to the loop with `call_soon_threadsafe`.
+handler per connection). Its asyncio loop runs in a daemon thread; text is handed to the session
+off the loop, and the session's callbacks come back with `call_soon_threadsafe`.
 What a streaming server must answer (and that Home Assistant also sends the whole text as a plain
 `synthesize` inside the stream, for older servers) was learned from the package's README,
 `wyoming/tts.py`, Home Assistant's `components/wyoming/tts.py` and wyoming-piper's `handler.py`.
@@ -17,17 +20,11 @@ What a streaming server must answer (and that Home Assistant also sends the whol
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
-import re
 import socket
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field
-from typing import AsyncIterator
-
-import numpy as np
 
 with warnings.catch_warnings():
     # wyoming.audio imports the standard library's audioop, deprecated since Python 3.11.
@@ -41,18 +38,15 @@ from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, Synthesize
 
 from . import audio
 from .config import ConfigError, Settings
-from .engines.base import SynthesisRequest, UnknownVoiceError
+from .engines.base import UnknownVoiceError
 from .routing import Route, Router, UnsupportedLanguageError, normalize_language
-from .scheduler import EngineUnavailableError, JobCancelled, QueueFullError
+from .session import CallbackListener, Session, SessionError
 from .synthesis import prepare_text
-from .text import split_sentences
 
 logger = logging.getLogger(__name__)
 
 KYUTAI = Attribution(name="Kyutai", url="https://kyutai.org")
 PROGRAM_VERSION = "1.0.0"  # the service's API version, as in openapi.py
-LOOKAHEAD = 2  # sentences of one text stream on the worker at once: the next one is ready when this one ends
-_PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
 
 
 class WyomingRequestError(ValueError):
@@ -130,248 +124,121 @@ def _checked(router: Router, language: str, name: str | None) -> tuple[Route, st
     return route, name
 
 
-def complete_sentences(buffer: str) -> tuple[list[str], str]:
-    """Split streamed text into the sentences known to be complete and the rest still being written.
-
-    A sentence is complete at a paragraph break (outside a code fence), or at . ! ? … followed by
-    whitespace when the service's own sentence rules agree (an abbreviation such as "Dr. " is not an end)."""
-    sentences: list[str] = []
-    while True:
-        match = _PARAGRAPH.search(buffer)
-        if match is None or buffer[:match.start()].count("```") % 2:
-            break
-        sentences += split_sentences(buffer[:match.start()])
-        buffer = buffer[match.end():]
-    pieces = split_sentences(buffer)
-    if not pieces:
-        return sentences, buffer
-    *done, last = pieces
-    rest = buffer[buffer.rfind(last):]
-    # The last piece is complete when whitespace follows it and a following capital would start a new sentence.
-    if buffer[-1:].isspace() and len(split_sentences(last + " X")) > 1:
-        done.append(last)
-        rest = ""
-    return sentences + done, rest
-
-
-def _speakable(text: str) -> bool:
-    return any(char.isalnum() for char in text)
-
-
 def error_event(exc: BaseException) -> Error:
-    """The Wyoming error for a failure, worded as the HTTP answers are; the traceback only in the log."""
+    """The Wyoming error for a refused request; anything unexpected is logged and said plainly."""
     if isinstance(exc, WyomingRequestError):
         return Error(text=str(exc), code=exc.code)
-    if isinstance(exc, QueueFullError):
-        return Error(text=f"The server is busy ({exc}); try again shortly.", code="busy")
-    if isinstance(exc, EngineUnavailableError):
-        return Error(text=f"Speech model unavailable: {str(exc).rstrip('.')}.", code="unavailable")
-    if isinstance(exc, TimeoutError):
-        return Error(text=f"Synthesis timed out: {exc}.", code="timeout")
-    if isinstance(exc, ValueError):  # the engine refused what the client sent (unknown voice, no words...)
-        return Error(text=str(exc), code="bad-request")
-    logger.error("wyoming synthesis failed: %s", exc, exc_info=exc)
+    if isinstance(exc, SessionError):
+        return session_error(str(exc))
+    logger.error("wyoming request failed: %s", exc, exc_info=exc)
     return Error(text="Internal error while synthesizing; see the server log.", code="internal")
 
 
-class Synthesis:
-    """One text on its route's worker: submitted and read in a thread, its audio handed to the loop."""
+def session_error(message: str) -> Error:
+    """A session's message (already safe to show) with a code Home Assistant can log."""
+    for start, code in (("no free channels", "busy"), ("speech model unavailable", "unavailable"),
+                        ("synthesis timed out", "timeout"), ("synthesis failed", "internal")):
+        if message.startswith(start):
+            return Error(text=message, code=code)
+    return Error(text=message, code="bad-request")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, route: Route, text: str, voice: str | None,
-                 settings: Settings):
-        self.route, self.text, self.voice, self.settings = route, text, voice, settings
-        self.sample_rate = route.engine.sample_rate
-        self.truncated = False
-        self._loop = loop
-        self._queue: asyncio.Queue = asyncio.Queue()
-        self._lock = threading.Lock()
-        self._job = None
-        self._cancelled = False
-        threading.Thread(target=self._run, daemon=True, name="wyoming-synthesis").start()
 
-    def _put(self, item) -> None:
+async def _off_loop(function, *args):
+    """Voice listings read files and text is prepared piece by piece: never on the loop serving every client."""
+    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
+class Speech:
+    """One synthesis as a Session: its audio crosses from the session's thread to the loop as Wyoming events."""
+
+    def __init__(self, handler: "WyomingHandler", route: Route, voice: str | None, clean: bool):
+        self.handler, self.route, self.voice = handler, route, voice
+        self.rate = route.engine.sample_rate
+        self.chars = 0
+        self.samples = 0
+        self.audio_started = False
+        self.failed = False
+        self.began = time.monotonic()
+        self._loop = asyncio.get_running_loop()
+        self._events: asyncio.Queue = asyncio.Queue()
+        self._relay: asyncio.Task | None = None
+        listener = CallbackListener(lambda pcm: self._put("audio", pcm), lambda word, start, stop: None,
+                                    lambda duration: self._put("done", None), lambda text: self._put("error", text))
+        self.session = Session(route, handler.server.settings, listener, voice=voice, voice_fallback=False,
+                               clean=clean)
+
+    def _put(self, kind: str, payload) -> None:
         try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+            self._loop.call_soon_threadsafe(self._events.put_nowait, (kind, payload))
         except RuntimeError:  # the loop is closed: the server stopped and nobody reads this any more
             pass
 
-    def _run(self) -> None:
-        try:
-            language = self.route.language
-            spoken = prepare_text(self.text, language, self.settings.clean_text)
-            if not spoken or not _speakable(spoken):
-                raise WyomingRequestError("The text has nothing speakable once markup and symbols are removed.")
-            job = self.route.scheduler.submit(SynthesisRequest(
-                text=spoken, language=language, voice=self.voice,
-                max_audio_seconds=self.settings.max_audio_seconds))
-            with self._lock:
-                self._job = job
-                if self._cancelled:
-                    job.cancel()
-            for kind, payload in job.events():
-                if kind == "audio":
-                    self._put(("audio", payload))
-            self._put(("done", job.truncated))
-        except BaseException as exc:  # handed to the loop, where it is answered or logged
-            self._put(("error", exc))
-
-    async def audio(self) -> AsyncIterator[np.ndarray]:
-        """Float samples as the worker makes them; re-raises the worker's error."""
-        while True:
-            kind, payload = await self._queue.get()
-            if kind == "audio":
-                yield payload
-            elif kind == "done":
-                self.truncated = payload
-                if payload:
-                    logger.info("wyoming synthesis stopped at the %.0f s audio limit", self.settings.max_audio_seconds)
-                return
-            else:
-                raise payload
-
-    def cancel(self) -> None:
-        """Free the job's slot or queue place (a no-op once it has finished)."""
-        with self._lock:
-            self._cancelled = True
-            if self._job is not None:
-                self._job.cancel()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled
-
-
-@dataclass
-class _Output:
-    """One audio stream to the client: `audio-start` before the first samples, `audio-stop` once."""
-
-    handler: "WyomingHandler"
-    rate: int
-    started: bool = False
-    samples: int = 0
-    began: float = field(default_factory=time.monotonic)
-
-    async def write(self, pcm: np.ndarray) -> None:
-        if not self.started:
-            await self.start()
-        self.samples += len(pcm)
-        await self.handler.write_event(AudioChunk(rate=self.rate, width=2, channels=1,
-                                                  audio=audio.to_pcm16(pcm)).event())
-
     async def start(self) -> None:
-        self.started = True
-        await self.handler.write_event(AudioStart(rate=self.rate, width=2, channels=1).event())
-
-    async def stop(self) -> None:
-        if self.started:
-            await self.handler.write_event(AudioStop().event())
-
-    def log(self, kind: str, route: Route | None, voice: str | None, characters: int) -> None:
-        """One line per request, as the HTTP access log has."""
-        logger.info("wyoming %s %s voice=%s: %d characters, %.2f s of audio in %.2f s", kind,
-                    route.language if route is not None else "-", voice or "default", characters,
-                    self.samples / self.rate, time.monotonic() - self.began)
-
-
-class TextStream:
-    """`synthesize-start` ... `synthesize-stop`: each sentence is spoken as soon as it is complete."""
-
-    def __init__(self, handler: "WyomingHandler", route: Route | None, voice: str | None):
-        self.handler = handler
-        self.server = handler.server
-        self.route, self.voice = route, voice
-        self.failed = route is None  # a bad voice at the start: the rest of the stream is only acknowledged
-        self.chars = 0
-        self.got_chunks = False
-        self._buffer = ""
-        self._texts: collections.deque[str] = collections.deque()
-        self._inflight: collections.deque[Synthesis] = collections.deque()
-        self._ended = False
-        self._wake = asyncio.Event()
-        self._output = _Output(handler, route.engine.sample_rate if route is not None else 24000)
-        self._task = None if self.failed else asyncio.create_task(self._speak(), name="wyoming text stream")
-        if self._task is not None:
-            # A client that leaves mid-stream never awaits the task: take its outcome so asyncio does not log it.
-            self._task.add_done_callback(lambda task: task.cancelled() or task.exception())
+        """Check the voice and open the session; raises SessionError."""
+        await _off_loop(self.session.start)
+        self._relay = asyncio.create_task(self._forward(), name="wyoming audio")
+        # A client that leaves never awaits the task: take its outcome so asyncio does not log it.
+        self._relay.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     async def add(self, text: str) -> None:
-        self.got_chunks = True
+        """More text, prepared off the loop; a refusal ends this synthesis with an error."""
         if self.failed:
             return
         self.chars += len(text)
-        limit = self.server.settings.max_chars
-        if self.chars > limit:
-            return await self.fail(WyomingRequestError(
-                f"The streamed text has {self.chars} characters; the limit is {limit}.", code="too-long"))
-        sentences, self._buffer = complete_sentences(self._buffer + text)
-        self._queue(sentences)
+        try:
+            await _off_loop(self.session.add_text, text)
+        except SessionError as exc:
+            await self.fail(session_error(str(exc)))
 
-    def _queue(self, sentences: list[str]) -> None:
-        self._texts.extend(s for s in sentences if _speakable(s))
-        self._fill()
-
-    def _fill(self) -> None:
-        while self._texts and len(self._inflight) < LOOKAHEAD:
-            self._inflight.append(self.server.synthesis(self.route, self._texts.popleft(), self.voice))
-        self._wake.set()
-
-    async def _speak(self) -> None:
-        """Relay the sentences' audio in order, one `audio-start` for all of them."""
+    async def _forward(self) -> None:
+        """Audio as the session makes it, `audio-start` before the first chunk; an error said at once."""
         while True:
-            self._fill()
-            if not self._inflight:
-                if self._ended:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            head = self._inflight[0]
-            try:
-                async for pcm in head.audio():
-                    await self._output.write(pcm)
-            except (ConnectionError, asyncio.CancelledError):
-                raise
-            except Exception as exc:
-                if not head.cancelled:
-                    await self.fail(exc)
+            kind, payload = await self._events.get()
+            if kind == "audio":
+                if not self.audio_started:
+                    await self._audio_start()
+                self.samples += len(payload)
+                await self.handler.write_event(AudioChunk(rate=self.rate, width=2, channels=1,
+                                                          audio=audio.to_pcm16(payload)).event())
+            elif kind == "done":
                 return
-            finally:
-                head.cancel()
-            self._inflight.popleft()
+            else:
+                return await self.fail(session_error(payload))
 
-    async def fail(self, exc: BaseException) -> None:
-        """Say why once, stop speaking, and still end the stream properly at `synthesize-stop`."""
+    async def _audio_start(self) -> None:
+        self.audio_started = True
+        await self.handler.write_event(AudioStart(rate=self.rate, width=2, channels=1).event())
+
+    async def fail(self, error: Error) -> None:
+        """Say why once and stop speaking; the audio stream is still ended by `finish`."""
         if self.failed:
             return
         self.failed = True
         self.cancel()
-        if not isinstance(exc, JobCancelled):
-            await self.handler.write_event(error_event(exc).event())
+        await self.handler.write_event(error.event())
 
-    async def finish(self) -> None:
-        """`synthesize-stop`: speak the rest, end the audio and answer `synthesize-stopped`."""
-        self._ended = True
+    async def finish(self, whole: bool = False) -> None:
+        """No more text: speak the rest, then `audio-stop` (a whole text always gets its `audio-start`)."""
         if not self.failed:
-            self._queue([self._buffer] if self._buffer.strip() else [])
-            self._buffer = ""
-        if self._task is not None:
             try:
-                await self._task
-            except asyncio.CancelledError:
-                if not self.failed:
-                    raise
-        await self._output.stop()
-        await self.handler.write_event(SynthesizeStopped().event())
-        self._output.log("text stream", self.route, self.voice, self.chars)
+                await _off_loop(self.session.end)
+            except SessionError as exc:
+                await self.fail(session_error(str(exc)))
+        if not self.failed and self._relay is not None:
+            await self._relay
+        if whole and not self.failed and not self.audio_started:
+            await self._audio_start()
+        if self.audio_started:
+            await self.handler.write_event(AudioStop().event())
+        logger.info("wyoming %s %s voice=%s: %d characters, %.2f s of audio in %.2f s",
+                    "synthesize" if whole else "text stream", self.route.language, self.voice or "default",
+                    self.chars, self.samples / self.rate, time.monotonic() - self.began)
 
     def cancel(self) -> None:
-        """The client left or the stream failed: free every job it holds."""
-        self._texts.clear()
-        for synthesis in self._inflight:
-            synthesis.cancel()
-        if self._task is not None and asyncio.current_task() is not self._task and not self._task.done():
-            self._task.cancel()
-        self._wake.set()
+        """The client left or the synthesis failed: the session drops its jobs and frees its slot."""
+        self.session.cancel()
+        if self._relay is not None and not self._relay.done() and asyncio.current_task() is not self._relay:
+            self._relay.cancel()
 
 
 class WyomingHandler(AsyncEventHandler):
@@ -380,8 +247,10 @@ class WyomingHandler(AsyncEventHandler):
     def __init__(self, server: "WyomingServer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         super().__init__(reader, writer)
         self.server = server
-        self.stream: TextStream | None = None
-        self.synthesis: Synthesis | None = None
+        self.streaming = False  # between synthesize-start and synthesize-stop
+        self.got_chunks = False
+        self.stream: Speech | None = None  # None in a stream whose start was refused: the rest is only acknowledged
+        self.speech: Speech | None = None  # the plain synthesize being spoken
 
     async def handle_event(self, event: Event) -> bool:
         try:
@@ -389,7 +258,8 @@ class WyomingHandler(AsyncEventHandler):
         except ConnectionError:
             return False
         except Exception as exc:
-            logger.exception("wyoming event %r failed", event.type)
+            if not isinstance(exc, (WyomingRequestError, SessionError)):
+                logger.exception("wyoming event %r failed", event.type)
             try:
                 await self.write_event(error_event(exc).event())
             except ConnectionError:
@@ -397,96 +267,90 @@ class WyomingHandler(AsyncEventHandler):
         return True
 
     async def _dispatch(self, event: Event) -> None:
+        text = event.data.get("text")
         if Describe.is_type(event.type):
-            await self.write_event((await self._off_loop(describe, self.server.router)).event())
+            await self.write_event((await _off_loop(describe, self.server.router)).event())
         elif SynthesizeStart.is_type(event.type):
-            await self._start_stream(event)
+            await self._start_stream(event.data.get("voice"))
         elif SynthesizeChunk.is_type(event.type):
-            if self.stream is None:
-                await self._error("synthesize-chunk must come between synthesize-start and synthesize-stop.")
-            else:
-                text = event.data.get("text")
-                if not isinstance(text, str):
-                    return await self.stream.fail(WyomingRequestError("synthesize-chunk needs 'text', a string."))
-                await self.stream.add(text)
+            if not self.streaming:
+                raise WyomingRequestError("synthesize-chunk must come between synthesize-start and synthesize-stop.")
+            self.got_chunks = True
+            if self.stream is not None and not isinstance(text, str):
+                await self.stream.fail(Error(text="synthesize-chunk needs 'text', a string.", code="bad-request"))
+            await self._stream_text(text)
         elif Synthesize.is_type(event.type):
-            if self.stream is not None:
-                # Sent inside a stream only for servers without streaming: speak it only if no chunk came.
-                text = event.data.get("text")
-                if not self.stream.got_chunks and isinstance(text, str):
-                    await self.stream.add(text)
-            else:
-                await self._synthesize(event)
+            if not self.streaming:
+                await self._synthesize(text, event.data.get("voice"))
+            elif not self.got_chunks:
+                # Sent inside a stream only for servers without streaming: spoken only if no chunk came.
+                await self._stream_text(text)
         elif SynthesizeStop.is_type(event.type):
-            if self.stream is None:
-                await self._error("synthesize-stop without synthesize-start.")
-            else:
-                stream, self.stream = self.stream, None
-                await stream.finish()
+            if not self.streaming:
+                raise WyomingRequestError("synthesize-stop without synthesize-start.")
+            await self._stop_stream()
         # Other events are not for a TTS server; Wyoming servers ignore what they do not handle.
 
-    async def _off_loop(self, function, *args):
-        """Voice listings may read files: never on the loop that serves every connection."""
-        return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+    async def _start_stream(self, voice) -> None:
+        if self.streaming:
+            self.abort()
+            await self.write_event(Error(text="synthesize-start arrived before the previous stream's "
+                                         "synthesize-stop; the previous stream was dropped.", code="bad-request").event())
+        self.streaming, self.got_chunks, self.stream = True, False, None
+        route, voice = await _off_loop(resolve_voice, self.server.router, self.server.settings, voice)
+        speech = Speech(self, route, voice, clean=self.server.settings.clean_text)
+        await speech.start()
+        self.stream = speech
 
-    async def _error(self, message: str, code: str = "bad-request") -> None:
-        await self.write_event(Error(text=message, code=code).event())
-
-    async def _start_stream(self, event: Event) -> None:
-        if self.stream is not None:
-            self.stream.cancel()
-            self.stream = None
-            await self._error("synthesize-start arrived before the previous stream's synthesize-stop; "
-                              "the previous stream was dropped.")
-        try:
-            route, voice = await self._off_loop(resolve_voice, self.server.router, self.server.settings,
-                                                event.data.get("voice"))
-        except WyomingRequestError as exc:
-            self.stream = TextStream(self, None, None)
-            await self.write_event(error_event(exc).event())
+    async def _stream_text(self, text) -> None:
+        speech = self.stream
+        if speech is None or speech.failed or not isinstance(text, str):
             return
-        self.stream = TextStream(self, route, voice)
+        limit = self.server.settings.max_chars
+        if speech.chars + len(text) > limit:
+            return await speech.fail(Error(text=f"The streamed text has {speech.chars + len(text)} characters; "
+                                           f"the limit is {limit}.", code="too-long"))
+        await speech.add(text)
 
-    async def _synthesize(self, event: Event) -> None:
-        """A whole text: one job, its audio relayed as it is generated."""
+    async def _stop_stream(self) -> None:
+        """`synthesize-stop`: speak the rest, end the audio and answer `synthesize-stopped`."""
+        speech, self.stream, self.streaming = self.stream, None, False
+        if speech is not None:
+            try:
+                await speech.finish()
+            finally:
+                speech.cancel()
+        await self.write_event(SynthesizeStopped().event())
+
+    async def _synthesize(self, text, voice) -> None:
+        """A whole text, checked and cleaned as over HTTP, spoken by one session."""
         settings = self.server.settings
-        text = event.data.get("text")
+        if not isinstance(text, str):
+            raise WyomingRequestError("synthesize needs 'text', a string.")
+        if not text.strip():
+            raise WyomingRequestError("The text is empty.")
+        if len(text) > settings.max_chars:
+            raise WyomingRequestError(f"The text has {len(text)} characters; the limit is {settings.max_chars}. "
+                                      "Split it into several requests.", code="too-long")
+        route, voice = await _off_loop(resolve_voice, self.server.router, settings, voice)
+        spoken = await _off_loop(prepare_text, text, route.language, settings.clean_text)
+        if not any(char.isalnum() for char in spoken):
+            raise WyomingRequestError("The text has nothing speakable once markup and symbols are removed.")
+        speech = self.speech = Speech(self, route, voice, clean=False)
         try:
-            if not isinstance(text, str):
-                raise WyomingRequestError("synthesize needs 'text', a string.")
-            if not text.strip():
-                raise WyomingRequestError("The text is empty.")
-            if len(text) > settings.max_chars:
-                raise WyomingRequestError(f"The text has {len(text)} characters; the limit is {settings.max_chars}. "
-                                          "Split it into several requests.", code="too-long")
-            route, voice = await self._off_loop(resolve_voice, self.server.router, settings, event.data.get("voice"))
-        except WyomingRequestError as exc:
-            return await self.write_event(error_event(exc).event())
-        synthesis = self.synthesis = self.server.synthesis(route, text, voice)
-        output = _Output(self, synthesis.sample_rate)
-        try:
-            async for pcm in synthesis.audio():
-                await output.write(pcm)
-            if not output.started:
-                await output.start()
-        except (ConnectionError, asyncio.CancelledError):
-            raise
-        except Exception as exc:
-            if synthesis.cancelled:
-                raise ConnectionResetError("the connection is closing") from None
-            await self.write_event(error_event(exc).event())
+            await speech.start()
+            await speech.add(spoken)
+            await speech.finish(whole=True)
         finally:
-            synthesis.cancel()
-            self.synthesis = None
-        await output.stop()
-        output.log("synthesize", route, voice, len(text))
+            speech.cancel()
+            self.speech = None
 
     def abort(self) -> None:
         """Free every job this connection holds."""
-        if self.stream is not None:
-            self.stream.cancel()
-        if self.synthesis is not None:
-            self.synthesis.cancel()
+        for speech in (self.stream, self.speech):
+            if speech is not None:
+                speech.cancel()
+        self.stream = None
 
     async def disconnect(self) -> None:
         self.abort()
@@ -507,9 +371,6 @@ class WyomingServer:
         self._zeroconf = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
-
-    def synthesis(self, route: Route, text: str, voice: str | None) -> Synthesis:
-        return Synthesis(self._loop, route, text, voice, self.settings)
 
     def _handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> WyomingHandler:
         handler = WyomingHandler(self, reader, writer)
