@@ -46,7 +46,8 @@ def create_app(settings: Settings | None = None, *, start: bool = True, **overri
 
     if start:
         if settings.wyoming_port:
+            from .session import session_slots
             from .wyoming import install as install_wyoming
-            app.extensions["tts_wyoming"] = install_wyoming(settings, router)
+            app.extensions["tts_wyoming"] = install_wyoming(settings, router, session_slots(app))
         router.start()
     return app

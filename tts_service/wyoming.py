@@ -40,7 +40,7 @@ from . import audio
 from .config import ConfigError, Settings
 from .engines.base import UnknownVoiceError
 from .routing import Route, Router, UnsupportedLanguageError, normalize_language
-from .session import CallbackListener, Session, SessionError
+from .session import CallbackListener, Session, SessionError, SessionSlots
 from .synthesis import prepare_text
 
 logger = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class Speech:
         listener = CallbackListener(lambda pcm: self._put("audio", pcm), lambda word, start, stop: None,
                                     lambda duration: self._put("done", None), lambda text: self._put("error", text))
         self.session = Session(route, handler.server.settings, listener, voice=voice, voice_fallback=False,
-                               clean=clean)
+                               clean=clean, slots=handler.server.slots)
 
     def _put(self, kind: str, payload) -> None:
         try:
@@ -360,8 +360,8 @@ class WyomingHandler(AsyncEventHandler):
 class WyomingServer:
     """The Wyoming TCP server and the asyncio loop it runs on, in a daemon thread."""
 
-    def __init__(self, settings: Settings, router: Router):
-        self.settings, self.router = settings, router
+    def __init__(self, settings: Settings, router: Router, slots: SessionSlots | None = None):
+        self.settings, self.router, self.slots = settings, router, slots
         self.host = settings.wyoming_host or settings.host
         self.port = settings.wyoming_port
         self.handlers: set[WyomingHandler] = set()
@@ -487,11 +487,13 @@ async def _announce(host: str, port: int):
     return zeroconf, service
 
 
-def install(settings: Settings, router: Router) -> WyomingServer | None:
-    """Start the Wyoming server when TTS_WYOMING_PORT is set; it stops first whenever the router stops."""
+def install(settings: Settings, router: Router, slots: SessionSlots | None = None) -> WyomingServer | None:
+    """Start the Wyoming server when TTS_WYOMING_PORT is set; it stops first whenever the router stops.
+
+    Its syntheses are sessions like the WebSockets' and share their slots (`slots`)."""
     if not settings.wyoming_port:
         return None
-    server = WyomingServer(settings, router)
+    server = WyomingServer(settings, router, slots)
     server.start()
     router.before_stop(lambda timeout: server.stop(timeout=10.0 if timeout is None else min(timeout, 10.0)))
     return server
