@@ -209,7 +209,7 @@ class _Piece:
     prompt: object = None  # the text's tokens until they are run through the model (its first step)
 
 
-@dataclass
+@dataclass(eq=False)  # found in the active list by identity: its fields hold tensors
 class _Active:
     job: "Job"
     sentences: collections.deque = field(default_factory=collections.deque)
