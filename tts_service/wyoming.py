@@ -40,6 +40,7 @@ from . import audio
 from .config import ConfigError, Settings
 from .engines.base import UnknownVoiceError
 from .routing import Route, Router, UnsupportedLanguageError, normalize_language
+from .security import public_model_id
 from .session import CallbackListener, Session, SessionError, SessionSlots
 from .synthesis import prepare_text
 
@@ -66,7 +67,7 @@ def describe(router: Router) -> Info:
         for name in names:
             voices.append(TtsVoice(
                 name=voice_id(language, name), attribution=KYUTAI, installed=engine.state != "error",
-                description=f"{name} (default)" if name == default else name, version=engine.model_id,
+                description=f"{name} (default)" if name == default else name, version=public_model_id(engine.model_id),
                 languages=[language]))
     program = TtsProgram(
         name="kyutai-tts", attribution=KYUTAI, installed=True, version=PROGRAM_VERSION,
