@@ -43,11 +43,6 @@ def normalize_breaks(text: str) -> str:
     return _TAG.sub(rewrite, text)
 
 
-def strip_breaks(text: str) -> str:
-    """The text without its pause tags, for engines that cannot pause inside a piece."""
-    return _TAG.sub(" ", text) if "<" in text else text
-
-
 def split_breaks(text: str) -> list[tuple[str, float]]:
     """The text as (words, pause after them in seconds) pairs, in order; malformed tags pause 0.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify
 
 from .. import audio
-from ..errors import ApiError, bad_request
+from ..errors import ApiError
 from ..security import public_model_id
 from ..routing import UnsupportedLanguageError, normalize_language
 from .stream import stream_response
