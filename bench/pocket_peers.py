@@ -154,13 +154,14 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=MODELS)
     parser.add_argument("--clients", default="1,4")
     parser.add_argument("--per-client", type=int, default=2)
+    parser.add_argument("--only", choices=("service",), help="measure this service alone (no ratios)")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
     config, voice = build(args.models)
     print(f"model: {config} (full size, random weights); {len(os.sched_getaffinity(0))} CPU cores")
 
     rows: dict[str, dict[int, dict]] = {}
-    for quantize in (False, True):
+    for quantize in (False, True) if not args.only else ():
         name = "package directly" + (" (int8)" if quantize else "")
         rows[name] = {1: direct(config, voice, quantize, args.per_client)}
         print(name, rows[name], flush=True)
@@ -186,8 +187,9 @@ def main() -> None:
 
     serve = [str(VENV_BIN / "pocket-tts"), "serve", "--host", "127.0.0.1", "--port", "{port}",
              "--config", str(config), "--default-voice", str(voice)]
-    run_server("pocket-tts serve", serve, {}, "/health", peer_call)
-    run_server("pocket-tts serve --quantize", serve + ["--quantize"], {}, "/health", peer_call)
+    if not args.only:
+        run_server("pocket-tts serve", serve, {}, "/health", peer_call)
+        run_server("pocket-tts serve --quantize", serve + ["--quantize"], {}, "/health", peer_call)
     service_env = {"HOST": "127.0.0.1", "TTS_DEVICE": "cpu", "TTS_POCKET_CONFIG": str(config),
                    "TTS_VOICE_DIR": str(voice.parent), "TTS_POCKET_VOICE": voice.stem, "TTS_CACHE_BYTES": "0",
                    "TTS_RATE_LIMIT": "", "TTS_LOG_FILE": "", "TTS_LOG_LEVEL": "warning",
@@ -208,6 +210,8 @@ def main() -> None:
     print(f"\nthis service's resident memory after start (default languages es and en loaded): "
           f"{resident['VmRSS']:.0f} MB (private {resident['RssAnon']:.0f} MB, "
           f"shared libraries {resident['RssFile']:.0f} MB)")
+    if args.only:
+        return
     ours, peer = rows["this service"], rows["pocket-tts serve --quantize"]
     best_serve = max(rows[n][1]["x_rt"] for n in rows if n.startswith("pocket-tts serve"))
     best_direct = max(rows[n][1]["x_rt"] for n in rows if n.startswith("package directly"))

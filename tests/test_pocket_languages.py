@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -89,3 +90,50 @@ def test_threads_are_set_once_at_start_whatever_an_import_left(tiny_env):
     with running_app(pocket_env(tiny_env, TTS_TORCH_THREADS="3")):
         assert torch.get_num_threads() == 3
     torch.set_num_threads(len(os.sched_getaffinity(0)))
+
+
+def os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_a_thread_done_with_torch_gives_its_helper_threads_back():
+    """libgomp barely waits for helpers once more threads hold them than there are cores."""
+    from tts_service.threads import release_helpers
+
+    torch.set_num_threads(2)
+    counts = {}
+
+    def work():
+        counts["before"] = os_threads()
+        torch.ones(4_000_000).add_(1)  # a parallel loop: this thread gets a helper
+        counts["working"] = os_threads()
+        release_helpers()
+        counts["released"] = os_threads()
+
+    try:
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+    finally:
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+    assert counts["working"] == counts["before"] + 1
+    assert counts["released"] == counts["before"]
+
+
+def test_no_thread_keeps_torch_helpers_once_a_request_is_answered(tiny_env):
+    """A language loaded by its first request, in the requester's thread, then spoken in its worker."""
+    from tts_service.threads import release_helpers
+
+    with running_app(pocket_env(tiny_env, TTS_TORCH_THREADS="2")) as app:
+        client = app.test_client()
+        release_helpers()
+        before = os_threads()
+        response = client.post("/tts", json={"text": "Buongiorno a tutti, come state oggi?", "language": "it"})
+        assert response.status_code == 200
+        assert rms(decode_wav(response.get_json()["audioContent"])[0]) > 1e-3
+        # Every language's worker thread was there before; the helpers of this thread and of the
+        # Italian worker, made for the load and the synthesis, are gone once the worker idles.
+        deadline = time.monotonic() + 5
+        while os_threads() > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os_threads() == before

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .config import Settings
 from .engines.base import Engine
 from .scheduler import Scheduler
+from .threads import set_torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class Router:
         return PocketEngine(self.settings, language)
 
     def start(self) -> None:
-        set_threads(self.settings, pocket=any(key.startswith("pocket") for key in self.schedulers))
+        set_torch_threads(self.settings, pocket=any(key.startswith("pocket") for key in self.schedulers))
         for key, scheduler in self.schedulers.items():
             scheduler.start(preload=self.settings.preload and key not in self.lazy)
 
@@ -124,16 +125,3 @@ class Router:
         if any(s.engine.state == "loading" for key, s in self.schedulers.items() if key not in self.lazy):
             return "loading"
         return "ok"
-
-
-def set_threads(settings: Settings, pocket: bool) -> None:
-    """torch's threads per operation, once for the process (pocket-tts sets 1 when imported)."""
-    import os
-
-    import torch
-
-    if pocket:
-        import pocket_tts.models.tts_model  # noqa: F401  (its import sets the thread count to 1)
-    threads = settings.torch_threads or len(os.sched_getaffinity(0)) or 1
-    torch.set_num_threads(threads)
-    logger.info("torch uses %d thread(s) per operation", threads)

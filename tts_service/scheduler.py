@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .engines.base import Engine, EngineError, SynthesisRequest, WordTiming
+from .threads import release_helpers
 
 logger = logging.getLogger(__name__)
 
@@ -238,14 +239,17 @@ class Scheduler:
             raise EngineUnavailableError(f"model failed to load: {self.engine.error}")
         if state == "loading" and self._preload:
             raise EngineUnavailableError("model is still loading", loading=True)
-        with self._use_lock:
-            self._last_used = time.monotonic()
-            if not self.engine.is_loaded:
-                try:
-                    self.engine.load()  # loaded on first use: this request waits, in its own thread
-                except EngineError as exc:
-                    raise EngineUnavailableError(f"model failed to load: {exc}") from None
-            self.engine.prepare(request)
+        try:
+            with self._use_lock:
+                self._last_used = time.monotonic()
+                if not self.engine.is_loaded:
+                    try:
+                        self.engine.load()  # loaded on first use: this request waits, in its own thread
+                    except EngineError as exc:
+                        raise EngineUnavailableError(f"model failed to load: {exc}") from None
+                self.engine.prepare(request)
+        finally:
+            release_helpers()  # this thread goes back to HTTP: its torch helpers would slow the workers
 
     def submit(self, request: SynthesisRequest) -> Job:
         """Queue a prepared request; raise QueueFullError or EngineUnavailableError instead of waiting."""
@@ -270,7 +274,10 @@ class Scheduler:
                 pass  # the reason is kept on the engine for /health and for 503 answers
         stopping = False
         while True:
-            stopping = self._collect(block=not self._has_work(), stopping=stopping)
+            idle = not self._has_work()
+            if idle:
+                release_helpers()  # while it waits, its torch helpers would slow the other workers
+            stopping = self._collect(block=idle, stopping=stopping)
             self._admit()
             self._drop_abandoned()
             if self.engine.is_loaded and self.engine.active_jobs():
@@ -389,6 +396,7 @@ class Scheduler:
             self.engine.reset()
             return
         if advanced is False:
+            release_helpers()
             time.sleep(0.002)  # every job waits for text: don't spin
         for job in active:
             if job.completed and job not in self.engine.active_jobs():

@@ -9,8 +9,8 @@ frame. The active requests are the rows of one batch that requests join (their t
 into their own copy of the voice state) and leave at their own end: the flow model's linear
 layers run once per step for all rows, while each row attends over its own KV cache at its own
 positions, so that rows of different lengths need no padding and a row's audio does not depend
-on the others beyond float rounding. The Mimi decoder decodes every row's frame in one batch too,
-in its own thread one step behind, overlapping the next step's flow model. The loop follows the
+on the others beyond float rounding. The Mimi decoder then decodes every row's frame in one batch
+too. The loop follows the
 package's own `_generate` / `_autoregressive_generation` / `_decode_audio_worker` and
 `FlowLMModel.forward` / `StreamingMultiheadAttention.forward` (pocket_tts 4.0.1) call for call,
 so that a request alone gets exactly the audio `generate_audio` gives; it is pinned to that
@@ -20,7 +20,6 @@ version and falls back to the package's per-sentence generator when the internal
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import copy
 import importlib.metadata
 import logging
@@ -231,8 +230,6 @@ class PocketEngine(Engine):
         self._model = None
         self._frame_loop = False
         self._mimi_conv_states: list[str] = []
-        self._decoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"pocket-decoder-{language}")
-        self._decoding: tuple[list[_Active], concurrent.futures.Future] | None = None
         self._voice_states: dict[str, object] = {}
         self._broken_voices: set[str] = set()
         self._active: collections.deque[_Active] = collections.deque()
@@ -357,7 +354,6 @@ class PocketEngine(Engine):
                 return
             self.state = "idle"
             self._model = None
-            self._decoding = None
             self._voice_states.clear()
         gc.collect()
         _return_freed_memory()
@@ -432,10 +428,6 @@ class PocketEngine(Engine):
             if entry.job is job:
                 self._active.remove(entry)
 
-    def reset(self) -> None:
-        super().reset()
-        self._decoding = None  # frames of the jobs just dropped
-
     def active_jobs(self) -> list["Job"]:
         return [entry.job for entry in self._active]
 
@@ -446,9 +438,9 @@ class PocketEngine(Engine):
             return self._step_sentence()
         import torch
 
-        # The Mimi decoder runs in its own thread, one step behind: this step's flow model runs
-        # while the previous step's frames are decoded (as the package overlaps its generation
-        # and decoding threads). Their audio is pushed here, in the worker, before anything ends.
+        # The flow model and then the Mimi decoder, both in this thread with every core's torch
+        # threads. (The package overlaps them in two Python threads of one torch thread each; with
+        # a batch, that was half as fast here: the two threads queue for the GIL between ops.)
         with torch.no_grad():
             rows = [entry for entry in list(self._active) if self._ready(entry)]
             generating = [entry for entry in rows if entry.piece.prompt is None]
@@ -460,27 +452,16 @@ class PocketEngine(Engine):
                         speaking.append(index)
                     else:
                         entry.piece = None  # its piece ended here: the next one starts next step
-            self._flush_decoded()
+            if speaking:
+                entries = [generating[i] for i in speaking]
+                for entry, pcm in zip(entries, self._decode_rows([entry.piece for entry in entries],
+                                                                 latents[speaking])):
+                    self._push(entry, pcm)
             for entry in list(self._active):
                 if entry.piece is None and not entry.sentences:
                     self._active.remove(entry)
                     entry.job.finish()
-            speaking = [index for index in speaking if generating[index] in self._active]
-            if speaking:
-                entries = [generating[i] for i in speaking]
-                self._decoding = (entries, self._decoder.submit(
-                    self._decode_rows, [entry.piece for entry in entries], latents[speaking]))
         return True
-
-    def _flush_decoded(self) -> None:
-        """Push the audio the decoder thread made of the previous step's frames."""
-        if self._decoding is None:
-            return
-        entries, future = self._decoding
-        self._decoding = None
-        for entry, pcm in zip(entries, future.result()):
-            if entry in self._active:  # not released or truncated meanwhile
-                self._push(entry, pcm)
 
     # -- one frame per step, every request a row of one batch ------------------------------
     def _ready(self, entry: _Active) -> bool:

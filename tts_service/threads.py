@@ -1,0 +1,60 @@
+"""torch's CPU threads: how many per operation, and giving a thread's helpers back when it idles.
+
+PyPI's torch runs its operations on OpenMP (GNU libgomp), which gives every thread that runs one
+its own team of helper threads. Between operations the helpers spin for a moment, so that the
+next of the hundreds of small operations in a Pocket TTS frame starts at once, but libgomp
+shortens that spin to almost nothing as soon as it manages more threads than there are cores:
+from then on every operation waits for its helpers to wake up. One more thread holding a team
+(another language's worker that spoke once, a request thread that loaded a model) made every
+Pocket TTS frame on a 2-core machine take 1.7 times as long. So a thread that has run torch and
+goes idle gives its team back (`omp_pause_resource_all`, OpenMP 5.0), and only the workers that
+are generating hold one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import sys
+from functools import cache
+
+from .config import Settings
+
+logger = logging.getLogger(__name__)
+
+_SOFT_PAUSE = 1  # omp_pause_soft: the helper threads end; the next operation starts new ones
+
+
+def set_torch_threads(settings: Settings, pocket: bool) -> int:
+    """torch's threads per operation, once for the process (pocket-tts sets 1 when imported)."""
+    import torch
+
+    if pocket:
+        import pocket_tts.models.tts_model  # noqa: F401  (its import sets the thread count to 1)
+    threads = settings.torch_threads or len(os.sched_getaffinity(0)) or 1
+    torch.set_num_threads(threads)
+    logger.info("torch uses %d thread(s) per operation", threads)
+    return threads
+
+
+@cache
+def _pause_resources():
+    """OpenMP's `omp_pause_resource_all` as torch loaded it, or None (no OpenMP 5.0 runtime)."""
+    try:
+        function = ctypes.CDLL(None).omp_pause_resource_all
+    except (OSError, AttributeError):
+        logger.info("no omp_pause_resource_all in this process: idle threads keep their helpers")
+        return None
+    function.argtypes = [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+def release_helpers() -> None:
+    """Give back the OpenMP helper threads of the calling thread, which stops running torch for now."""
+    if "torch" not in sys.modules:
+        return  # nothing has run an operation (and nothing to load torch for)
+    pause = _pause_resources()
+    if pause is not None:
+        pause(_SOFT_PAUSE)
