@@ -92,10 +92,14 @@ def test_the_frame_loop_drives_the_installed_package(engine):
 
 
 def test_a_request_alone_is_the_packages_own_audio_sample_for_sample(engine, scheduler):
+    """Equal up to float rounding: the engine decodes up to four frames per Mimi call, as the
+    package's decoder thread does whenever it is behind, and a convolution over four frames
+    adds its products in another order than over one (differences of about 1e-7)."""
     audio = scheduler.submit(SynthesisRequest(HOLA, "es")).result().audio
     reference = package_audio(engine, HOLA)
     assert len(audio) == len(reference) > FRAME
-    assert np.array_equal(audio, reference)
+    assert float(np.abs(audio - reference).max()) <= 1e-6
+    assert float(np.abs(reference).max()) > 1e-2
 
 
 @pytest.mark.parametrize("which, tolerance", [("float_engine", 1e-6), ("engine", 2e-4)])
@@ -116,7 +120,7 @@ def test_a_request_in_a_batch_of_four_is_the_same_as_alone(request, which, toler
         assert float(np.abs(one - many).max()) <= tolerance
         assert float(np.abs(one).max()) > 100 * tolerance
     # Alone, the engine is the package: the first text matches generate_audio sample for sample.
-    assert np.array_equal(alone[0], package_audio(engine, TEXTS[0])[: len(alone[0])])
+    assert float(np.abs(alone[0] - package_audio(engine, TEXTS[0])[: len(alone[0])]).max()) <= 1e-6
 
 
 def test_requests_join_a_running_batch_and_leave_at_their_own_end(float_engine):
@@ -139,15 +143,20 @@ def test_requests_join_a_running_batch_and_leave_at_their_own_end(float_engine):
     assert len(long_audio) == len(alone[0]) and float(np.abs(long_audio - alone[0]).max()) <= 1e-6
 
 
-def test_every_step_is_one_frame_for_every_request(engine, scheduler):
-    sizes = []
+def test_every_step_is_a_frame_for_every_request_heard_in_small_growing_chunks(engine, scheduler):
     jobs = [scheduler.submit(SynthesisRequest(LONG, "es", max_audio_seconds=2.0)) for _ in range(3)]
-    # Read each job's chunks as they arrive: every audio event is one frame.
     for job in jobs:
-        sizes += [len(payload) for kind, payload in job.events() if kind == "audio"]
-    assert sizes and max(sizes) <= FRAME
-    assert statistics.median(sizes) == FRAME
-    assert scheduler.stats.batch_sizes[3] > 0
+        sizes = [len(payload) for kind, payload in job.events() if kind == "audio"]
+        # The first frame at once; then chunks of at most four frames, never longer than the audio
+        # already sent, so that a listener who started playing never runs out.
+        assert sizes[0] == FRAME
+        sent = 0
+        for size in sizes:
+            assert size <= min(4 * FRAME, max(FRAME, sent)), sizes
+            sent += size
+        assert max(sizes) == 4 * FRAME and sent == 25 * FRAME
+    # 25 frames each, generated together: most steps made a frame for all three.
+    assert scheduler.stats.batch_sizes[3] >= 20, scheduler.stats.batch_sizes
 
 
 def test_four_concurrent_requests_all_start_within_a_frame_round(engine):

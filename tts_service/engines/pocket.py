@@ -46,6 +46,8 @@ PACKAGE_LANGUAGES = {"en": "english", "fr": "french", "de": "german", "it": "ita
                      "pt": "portuguese", "es": "spanish", "nl": "dutch"}
 VOICE_FILES = (".wav", ".mp3", ".flac", ".ogg")
 STATE_FILES = (".safetensors",)
+# Most frames the Mimi decoder turns into audio at once for one request (320 ms).
+DECODE_CHUNK_FRAMES = 4
 # The package version whose internals the frame loop was written against.
 FRAME_LOOP_VERSION = "4.0.1"
 _MODEL_ATTRIBUTES = ("_run_flow_lm_and_increment_step", "_expand_kv_cache", "_flow_lm_current_end",
@@ -206,6 +208,19 @@ class _Piece:
     eos_frame: int | None = None
     faded: bool = False
     prompt: object = None  # the text's tokens until they are run through the model (its first step)
+    undecoded: list = field(default_factory=list)  # latents generated, not yet turned into audio
+    decoded: int = 0  # frames turned into audio
+    ended: bool = False  # no more frames: what is left undecoded is decoded this step
+
+    @property
+    def due(self) -> bool:
+        """Whether its latents are decoded this step: first frame at once, then in growing chunks.
+
+        The Mimi decoder costs half as much per frame when it decodes four at once, but a listener
+        must never run out: a chunk is at most as long as the audio already sent.
+        """
+        return bool(self.undecoded) and (
+            self.ended or len(self.undecoded) >= min(DECODE_CHUNK_FRAMES, max(1, self.decoded)))
 
 
 @dataclass(eq=False)  # found in the active list by identity: its fields hold tensors
@@ -444,30 +459,47 @@ class PocketEngine(Engine):
         with torch.no_grad():
             rows = [entry for entry in list(self._active) if self._ready(entry)]
             generating = [entry for entry in rows if entry.piece.prompt is None]
-            speaking = []
             if rows:
                 latents, eos = self._flow_frames([entry.piece for entry in rows])
                 for index, entry in enumerate(generating):
-                    if self._after_flow(entry.piece, latents[index:index + 1], bool(eos[index])):
-                        speaking.append(index)
-                    else:
-                        entry.piece = None  # its piece ended here: the next one starts next step
-            if speaking:
-                entries = [generating[i] for i in speaking]
-                for entry, pcm in zip(entries, self._decode_rows([entry.piece for entry in entries],
-                                                                 latents[speaking])):
-                    self._push(entry, pcm)
+                    self._after_flow(entry.piece, latents[index:index + 1], bool(eos[index]))
+            self._decode_due()
             for entry in list(self._active):
-                if entry.piece is None and not entry.sentences:
+                if (entry.piece is None or entry.piece.ended) and not entry.sentences:
                     self._active.remove(entry)
                     entry.job.finish()
         return True
 
+    def _decode_due(self) -> None:
+        """Decode the latents of every row once one row is due, then push their audio.
+
+        Decoding every row when one is due keeps the rows in step, so that they share one batch
+        (rows with the same number of frames waiting; a request's first frame goes first).
+        """
+        import torch
+
+        waiting = [entry for entry in self._active if entry.piece is not None and entry.piece.undecoded]
+        if not any(entry.piece.due for entry in waiting):
+            return
+        by_count: dict[int, list[_Active]] = collections.defaultdict(list)
+        for entry in waiting:
+            by_count[len(entry.piece.undecoded)].append(entry)
+        for count in sorted(by_count):
+            entries = by_count[count]
+            pieces = [entry.piece for entry in entries]
+            latents = torch.cat([torch.cat(piece.undecoded, 1) for piece in pieces], 0)
+            for piece in pieces:
+                piece.undecoded = []
+                piece.decoded += count
+            for entry, pcm in zip(entries, self._decode_rows(pieces, latents)):
+                if entry in self._active:  # not truncated meanwhile
+                    self._push(entry, pcm)
+
     # -- one frame per step, every request a row of one batch ------------------------------
     def _ready(self, entry: _Active) -> bool:
         """Give `entry` a piece with frames left, prompting the next one; False when none is left."""
-        if entry.piece is not None and entry.piece.frame >= entry.piece.max_frames:
-            entry.piece = None  # the package's length limit for a piece that never said its end
+        if entry.piece is not None and entry.piece.ended:
+            entry.piece = None  # its last frames were decoded last step
         if entry.piece is None:
             if not entry.sentences:
                 return False  # finished once its last decoded frame is pushed
@@ -502,16 +534,19 @@ class PocketEngine(Engine):
                             dtype=model.flow_lm.dtype)
         return _Piece(state, mimi_state, latent, max_frames, piece.frames_after_eos, prompt=tokens)
 
-    def _after_flow(self, piece: _Piece, latent, is_eos: bool) -> bool:
-        """Whether the frame is spoken; False when the piece ends here (the package's end-of-speech rule)."""
+    def _after_flow(self, piece: _Piece, latent, is_eos: bool) -> None:
+        """Keep the frame to be spoken, or end the piece (the package's end-of-speech and length rules)."""
         step = piece.frame
         piece.frame += 1
         if is_eos and piece.eos_frame is None and step >= self._model._MIN_FRAMES_BEFORE_EOS:
             piece.eos_frame = step
         if piece.eos_frame is not None and step >= piece.eos_frame + piece.frames_after_eos:
-            return False
+            piece.ended = True
+            return
         piece.latent = latent
-        return True
+        piece.undecoded.append(latent)
+        # The package's length limit, for a piece that never says its end.
+        piece.ended = piece.frame >= piece.max_frames
 
     def _flow_frames(self, pieces: list[_Piece]):
         """Run one step of the flow model for every piece, in one batch.
@@ -566,7 +601,7 @@ class PocketEngine(Engine):
         return latents[:, None, :], eos
 
     def _decode_rows(self, pieces: list[_Piece], latents) -> list[np.ndarray]:
-        """One frame of PCM per piece: the package's `MimiModel.decode_from_latent`, batched.
+        """PCM for each piece's frames ([rows, frames, dim]): the package's `MimiModel.decode_from_latent`, batched.
 
         The convolutions' streaming states are stacked into one batch and split back after; the
         decoder transformer attends per row over each row's own cache, as in `_flow_frames`.
@@ -590,7 +625,7 @@ class PocketEngine(Engine):
                                 [steps_per_row] * rows).reshape(rows, steps_per_row, dim)
         emb = projected.output_projs[0](emb).transpose(1, 2)
         audio = mimi.decoder(emb, stacked)
-        steps = int(mimi.encoder_frame_rate / mimi.frame_rate)
+        steps = int(mimi.encoder_frame_rate / mimi.frame_rate) * latents.shape[1]
         pcm = []
         for index, (piece, state) in enumerate(zip(pieces, states)):
             for name, module_state in stacked.items():
