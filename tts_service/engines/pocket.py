@@ -126,14 +126,23 @@ class _LazyDecoders(dict):
 _FLOW_DECODERS = _LazyDecoders()
 
 
-def _decoder_conv_states(mimi) -> list[str]:
-    """The Mimi decoder's streaming convolutions, whose states stack along the batch."""
-    from pocket_tts.modules.attention import StreamingMultiheadAttention
+def _stateful_modules(model, prefixes: tuple[str, ...] = ("",)) -> list[tuple[str, object]]:
+    """The streaming modules under `prefixes`, by the names their states are kept under.
+
+    Listed once at load: the package's `init_states` / `increment_steps` walk every module on
+    every call, and for Mimi include the encoder, which decoding never uses (its caches alone
+    would be tens of MB per request).
+    """
     from pocket_tts.modules.stateful_module import StatefulModule
 
-    return [name for name, module in mimi.named_modules()
-            if isinstance(module, StatefulModule) and not isinstance(module, StreamingMultiheadAttention)
-            and name.startswith(("decoder.", "upsample."))]
+    return [(name, module) for name, module in model.named_modules()
+            if isinstance(module, StatefulModule) and name.startswith(prefixes)]
+
+
+def _advance(modules: list[tuple[str, object]], state: dict, steps: int) -> None:
+    """The package's `increment_steps` over modules listed once."""
+    for name, module in modules:
+        module.increment_step(state[name], steps)
 
 
 def _transformer_rows(transformer, x, states, lengths):
@@ -244,6 +253,8 @@ class PocketEngine(Engine):
                              f"it speaks {', '.join(sorted(PACKAGE_LANGUAGES))}")
         self._model = None
         self._frame_loop = False
+        self._flow_modules: list[tuple[str, object]] = []
+        self._mimi_modules: list[tuple[str, object]] = []  # the decoder's side only
         self._mimi_conv_states: list[str] = []
         self._voice_states: dict[str, object] = {}
         self._broken_voices: set[str] = set()
@@ -327,7 +338,12 @@ class PocketEngine(Engine):
         problem = frame_loop_problem(self._model)
         self._frame_loop = problem is None
         if self._frame_loop:
-            self._mimi_conv_states = _decoder_conv_states(self._model.mimi)
+            from pocket_tts.modules.attention import StreamingMultiheadAttention
+
+            self._flow_modules = _stateful_modules(self._model.flow_lm)
+            self._mimi_modules = _stateful_modules(self._model.mimi, ("decoder.", "upsample.", "decoder_transformer."))
+            self._mimi_conv_states = [name for name, module in self._mimi_modules
+                                      if not isinstance(module, StreamingMultiheadAttention)]
         if problem:
             logger.warning("Pocket TTS %s: %s; generating a sentence per step instead of a frame",
                            self.language, problem)
@@ -520,7 +536,6 @@ class PocketEngine(Engine):
     def _start_piece(self, job: "Job", piece: PocketPiece) -> _Piece:
         """A fresh copy of the voice state, sized as `_generate` sizes it; its tokens run at its first step."""
         import torch
-        from pocket_tts.modules.stateful_module import init_states
 
         model = self._model
         state = copy.deepcopy(self._voice_states[str(job.request.prepared.voice_source)])
@@ -529,7 +544,8 @@ class PocketEngine(Engine):
         model._expand_kv_cache(state, sequence_length=model._flow_lm_current_end(state) + len(piece.tokens)
                                + max_frames)
         steps_per_latent = int(model.mimi.encoder_frame_rate / model.mimi.frame_rate)
-        mimi_state = init_states(model.mimi, batch_size=1, sequence_length=max_frames * steps_per_latent)
+        mimi_state = {name: module.init_state(1, sequence_length=max_frames * steps_per_latent)
+                      for name, module in self._mimi_modules}
         latent = torch.full((1, 1, model.flow_lm.ldim), float("NaN"), device=model.device,
                             dtype=model.flow_lm.dtype)
         return _Piece(state, mimi_state, latent, max_frames, piece.frames_after_eos, prompt=tokens)
@@ -559,7 +575,6 @@ class PocketEngine(Engine):
         batch of one is therefore the package's own computation.
         """
         import torch
-        from pocket_tts.modules.stateful_module import increment_steps
 
         model = self._model
         flow = model.flow_lm
@@ -577,7 +592,7 @@ class PocketEngine(Engine):
         lengths = [part.shape[1] for part in inputs]
         x = _transformer_rows(flow.transformer, torch.cat(inputs, dim=1), [p.flow_state for p in pieces], lengths)
         for piece, length in zip(pieces, lengths):
-            increment_steps(flow, piece.flow_state, increment=length)
+            _advance(self._flow_modules, piece.flow_state, length)
         ends = np.cumsum(lengths) - 1
         last = [int(end) for end, piece in zip(ends, pieces) if piece.prompt is None]
         for piece in pieces:
@@ -607,7 +622,6 @@ class PocketEngine(Engine):
         decoder transformer attends per row over each row's own cache, as in `_flow_frames`.
         """
         import torch
-        from pocket_tts.modules.stateful_module import increment_steps
 
         model = self._model
         mimi = model.mimi
@@ -631,7 +645,7 @@ class PocketEngine(Engine):
             for name, module_state in stacked.items():
                 for key, value in module_state.items():
                     state[name][key] = value[index:index + 1]
-            increment_steps(mimi, state, increment=steps)
+            _advance(self._mimi_modules, state, steps)
             row = audio[index:index + 1]
             if not piece.faded:
                 # The package fades the first 5 ms of every chunk in: a fresh decoder state clicks.
