@@ -78,6 +78,19 @@ def test_only_the_preloaded_languages_load_at_start_and_others_on_first_request(
         assert again.status_code == 200 and rms(decode_wav(again.get_json()["audioContent"])[0]) > 1e-3
 
 
+def test_a_loaded_language_keeps_only_what_speaking_needs(tiny_env):
+    """Every voice is encoded at load; the Mimi encoder's weights are then given back."""
+    from tts_service.engines.pocket import PocketEngine
+
+    engine = PocketEngine(Settings.from_env(tiny_env), "es")
+    engine.load()
+    mimi = engine._model.mimi
+    assert mimi.encoder is None and mimi.encoder_transformer is None and mimi.downsample is None
+    assert not any(name.startswith(("encoder", "downsample")) for name, _ in mimi.named_parameters())
+    names, default = engine.voices("es")
+    assert len(engine._voice_states) == len(names) >= 1
+
+
 def test_the_preload_setting_names_the_languages_loaded_at_start(tiny_env):
     with running_app(pocket_env(tiny_env, TTS_POCKET_PRELOAD_LANGUAGES="es,it")) as app:
         assert app.test_client().get("/health").get_json()["loaded"] == ["es", "it"]

@@ -357,6 +357,10 @@ class PocketEngine(Engine):
             except Exception as exc:
                 logger.warning("voice %r left out: %s", name, exc)
                 self._broken_voices.add(name)
+        # Every voice is encoded: the Mimi encoder (a third of Mimi's weights) is never used again
+        # until the model is loaded anew, when the voice folder is read again too.
+        for part in ("encoder", "encoder_transformer", "downsample"):
+            setattr(self._model.mimi, part, None)
         _return_freed_memory()
 
     def _load_model(self) -> None:
