@@ -91,15 +91,25 @@ def test_the_frame_loop_drives_the_installed_package(engine):
     assert engine._frame_loop
 
 
-def test_a_request_alone_is_the_packages_own_audio_sample_for_sample(engine, scheduler):
-    """Equal up to float rounding: the engine decodes up to four frames per Mimi call, as the
-    package's decoder thread does whenever it is behind, and a convolution over four frames
-    adds its products in another order than over one (differences of about 1e-7)."""
-    audio = scheduler.submit(SynthesisRequest(HOLA, "es")).result().audio
+@pytest.mark.parametrize("which, tolerance", [("float_engine", 1e-6), ("engine", 1e-4)])
+def test_a_request_alone_is_the_packages_own_audio_sample_for_sample(request, which, tolerance):
+    """Equal up to rounding. The engine decodes up to four frames per Mimi call, as the package's
+    decoder thread does whenever it is behind (a convolution over four frames adds its products
+    in another order than over one: about 1e-7); and it runs a piece's text prompt and first
+    frame through the flow model as one sequence, which `FlowLMModel.forward` takes, rather than
+    one after the other: in float32 that is rounding again, while pocket-tts's int8 layers
+    quantize the frame with one scale shared with the prompt (about 2e-5 on this model)."""
+    engine = request.getfixturevalue(which)
+    scheduler = Scheduler(engine, batch_wait=0.05, timeout=60)
+    scheduler.start(preload=False)
+    try:
+        audio = scheduler.submit(SynthesisRequest(HOLA, "es")).result().audio
+    finally:
+        scheduler.stop(timeout=30)
     reference = package_audio(engine, HOLA)
     assert len(audio) == len(reference) > FRAME
-    assert float(np.abs(audio - reference).max()) <= 1e-6
-    assert float(np.abs(reference).max()) > 1e-2
+    assert float(np.abs(audio - reference).max()) <= tolerance
+    assert float(np.abs(reference).max()) > 100 * tolerance
 
 
 @pytest.mark.parametrize("which, tolerance", [("float_engine", 1e-6), ("engine", 2e-4)])
@@ -120,7 +130,7 @@ def test_a_request_in_a_batch_of_four_is_the_same_as_alone(request, which, toler
         assert float(np.abs(one - many).max()) <= tolerance
         assert float(np.abs(one).max()) > 100 * tolerance
     # Alone, the engine is the package: the first text matches generate_audio sample for sample.
-    assert float(np.abs(alone[0] - package_audio(engine, TEXTS[0])[: len(alone[0])]).max()) <= 1e-6
+    assert float(np.abs(alone[0] - package_audio(engine, TEXTS[0])[: len(alone[0])]).max()) <= tolerance
 
 
 def test_requests_join_a_running_batch_and_leave_at_their_own_end(float_engine):

@@ -20,7 +20,6 @@ version and falls back to the package's per-sentence generator when the internal
 from __future__ import annotations
 
 import collections
-import copy
 import importlib.metadata
 import logging
 import threading
@@ -137,6 +136,29 @@ def _stateful_modules(model, prefixes: tuple[str, ...] = ("",)) -> list[tuple[st
 
     return [(name, module) for name, module in model.named_modules()
             if isinstance(module, StatefulModule) and name.startswith(prefixes)]
+
+
+def _sized_copy(state: dict, length: int) -> dict:
+    """A copy of a streaming state whose KV caches have room for `length` positions.
+
+    What `copy.deepcopy` and the package's `_expand_kv_cache` make, without first filling the
+    room with NaN: attention reads only the positions written so far (the package's
+    `complete_kv`), and not writing tens of MB per request keeps a request's start short.
+    """
+    import torch
+
+    copied = {}
+    for name, module_state in state.items():
+        copied[name] = {}
+        for key, value in module_state.items():
+            if key == "cache" and value.shape[2] < length:
+                cache = torch.empty(value.shape[:2] + (length,) + value.shape[3:], dtype=value.dtype,
+                                    device=value.device)
+                cache[:, :, :value.shape[2]] = value
+                copied[name][key] = cache
+            else:
+                copied[name][key] = value.clone()
+    return copied
 
 
 def _advance(modules: list[tuple[str, object]], state: dict, steps: int) -> None:
@@ -256,6 +278,7 @@ class PocketEngine(Engine):
         self._flow_modules: list[tuple[str, object]] = []
         self._mimi_modules: list[tuple[str, object]] = []  # the decoder's side only
         self._mimi_conv_states: list[str] = []
+        self._mimi_fresh: dict = {}  # the decoder's streaming state before any frame, caches empty
         self._voice_states: dict[str, object] = {}
         self._broken_voices: set[str] = set()
         self._active: collections.deque[_Active] = collections.deque()
@@ -344,6 +367,7 @@ class PocketEngine(Engine):
             self._mimi_modules = _stateful_modules(self._model.mimi, ("decoder.", "upsample.", "decoder_transformer."))
             self._mimi_conv_states = [name for name, module in self._mimi_modules
                                       if not isinstance(module, StreamingMultiheadAttention)]
+            self._mimi_fresh = {name: module.init_state(1, sequence_length=0) for name, module in self._mimi_modules}
         if problem:
             logger.warning("Pocket TTS %s: %s; generating a sentence per step instead of a frame",
                            self.language, problem)
@@ -478,10 +502,9 @@ class PocketEngine(Engine):
         # a batch, that was half as fast here: the two threads queue for the GIL between ops.)
         with torch.no_grad():
             rows = [entry for entry in list(self._active) if self._ready(entry)]
-            generating = [entry for entry in rows if entry.piece.prompt is None]
             if rows:
                 latents, eos = self._flow_frames([entry.piece for entry in rows])
-                for index, entry in enumerate(generating):
+                for index, entry in enumerate(rows):
                     self._after_flow(entry.piece, latents[index:index + 1], bool(eos[index]))
             self._decode_due()
             for entry in list(self._active):
@@ -542,14 +565,12 @@ class PocketEngine(Engine):
         import torch
 
         model = self._model
-        state = copy.deepcopy(self._voice_states[str(job.request.prepared.voice_source)])
+        voice = self._voice_states[str(job.request.prepared.voice_source)]
         tokens = torch.tensor([piece.tokens], dtype=torch.long, device=model.device)
         max_frames = model._estimate_max_gen_len(len(piece.tokens))
-        model._expand_kv_cache(state, sequence_length=model._flow_lm_current_end(state) + len(piece.tokens)
-                               + max_frames)
+        state = _sized_copy(voice, model._flow_lm_current_end(voice) + len(piece.tokens) + max_frames)
         steps_per_latent = int(model.mimi.encoder_frame_rate / model.mimi.frame_rate)
-        mimi_state = {name: module.init_state(1, sequence_length=max_frames * steps_per_latent)
-                      for name, module in self._mimi_modules}
+        mimi_state = _sized_copy(self._mimi_fresh, max_frames * steps_per_latent)
         latent = torch.full((1, 1, model.flow_lm.ldim), float("NaN"), device=model.device,
                             dtype=model.flow_lm.dtype)
         return _Piece(state, mimi_state, latent, max_frames, piece.frames_after_eos, prompt=tokens)
@@ -569,41 +590,32 @@ class PocketEngine(Engine):
         piece.ended = piece.frame >= piece.max_frames
 
     def _flow_frames(self, pieces: list[_Piece]):
-        """Run one step of the flow model for every piece, in one batch.
+        """Run one step of the flow model for every piece, in one batch: each one's next latent
+        and end-of-speech flag, in order (the package's `FlowLMModel.forward`).
 
-        A piece that has just started runs its text prompt (the package's `_generate` does that
-        before the first frame); the others generate their next latent and end-of-speech flag,
-        returned in order (the package's `FlowLMModel.forward`). All rows' tokens go through the
-        linear layers (where the time goes) as one sequence; attention runs per row over that
-        row's own KV cache at its own positions, exactly as the package does for one request. A
-        batch of one is therefore the package's own computation.
+        A piece that has just started runs its text prompt and its first frame together, the
+        prompt's tokens before the frame in one sequence, as `FlowLMModel.forward` takes them
+        (the package's `_generate` runs them one after the other: a whole step more before the
+        first audio). All rows' tokens go through the linear layers (where the time goes) as one
+        sequence; attention runs per row over that row's own KV cache at its own positions,
+        exactly as the package does for one request.
         """
         import torch
 
         model = self._model
         flow = model.flow_lm
-        generating = [piece for piece in pieces if piece.prompt is None]
-        if generating:
-            sequence = torch.cat([piece.latent for piece in generating], dim=0)
-            frames = flow.input_linear(torch.where(torch.isnan(sequence), flow.bos_emb, sequence))
-        inputs, next_frame = [], 0
-        for piece in pieces:
-            if piece.prompt is not None:
-                inputs.append(flow.conditioner(piece.prompt))
-            else:
-                inputs.append(frames[next_frame:next_frame + 1])
-                next_frame += 1
+        sequence = torch.cat([piece.latent for piece in pieces], dim=0)
+        frames = flow.input_linear(torch.where(torch.isnan(sequence), flow.bos_emb, sequence))
+        inputs = []
+        for index, piece in enumerate(pieces):
+            frame = frames[index:index + 1]
+            inputs.append(frame if piece.prompt is None else torch.cat([flow.conditioner(piece.prompt), frame], 1))
+            piece.prompt = None
         lengths = [part.shape[1] for part in inputs]
         x = _transformer_rows(flow.transformer, torch.cat(inputs, dim=1), [p.flow_state for p in pieces], lengths)
         for piece, length in zip(pieces, lengths):
             _advance(self._flow_modules, piece.flow_state, length)
-        ends = np.cumsum(lengths) - 1
-        last = [int(end) for end, piece in zip(ends, pieces) if piece.prompt is None]
-        for piece in pieces:
-            piece.prompt = None
-        if not last:
-            return None, []
-        x = x[0, last][:, None]
+        x = x[0, np.cumsum(lengths) - 1][:, None]
         if flow.out_norm:
             x = flow.out_norm(x)
         if flow.z_proj is not None:
