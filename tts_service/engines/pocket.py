@@ -3,18 +3,18 @@
 One model per language, loaded with the package's own `TTSModel.load_model` (its language config,
 or a configured YAML). The package generates one request at a time, a whole sentence per call,
 in its own generation and decoding threads. Here the worker drives the package's modules itself,
-one frame (80 ms of audio) per step for every active request: a new request hears its first
-audio one frame-round after it is admitted, and cancellation and deadlines are checked every
-frame. The active requests are the rows of one batch that requests join (their text prompted
-into their own copy of the voice state) and leave at their own end: the flow model's linear
-layers run once per step for all rows, while each row attends over its own KV cache at its own
-positions, so that rows of different lengths need no padding and a row's audio does not depend
-on the others beyond float rounding. The Mimi decoder then decodes every row's frame in one batch
-too. The loop follows the
-package's own `_generate` / `_autoregressive_generation` / `_decode_audio_worker` and
-`FlowLMModel.forward` / `StreamingMultiheadAttention.forward` (pocket_tts 4.0.1) call for call,
-so that a request alone gets exactly the audio `generate_audio` gives; it is pinned to that
-version and falls back to the package's per-sentence generator when the internals differ.
+one frame (80 ms of audio) per step for every active request: a new request's prompt and first
+frame run in the step it is admitted and that frame is decoded at once, and cancellation and
+deadlines are checked every frame. The active requests are the rows of one batch that requests
+join (their text prompted into their own copy of the voice state) and leave at their own end:
+the flow model's linear layers run once per step for all rows, while each row attends over its
+own KV cache at its own positions, so that rows of different lengths need no padding and a row's
+audio does not depend on the others beyond rounding. The Mimi decoder decodes the rows' frames
+in batches too, up to four frames per row at once. The loop follows the package's own
+`_generate` / `_autoregressive_generation` / `_decode_audio_worker` and `FlowLMModel.forward` /
+`StreamingMultiheadAttention.forward` (pocket_tts 4.0.1), so that a request alone gets the audio
+`generate_audio` gives up to rounding; it is pinned to that version and falls back to the
+package's per-sentence generator when the internals differ.
 """
 
 from __future__ import annotations
