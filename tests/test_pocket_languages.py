@@ -96,12 +96,17 @@ def test_the_preload_setting_names_the_languages_loaded_at_start(tiny_env):
         assert app.test_client().get("/health").get_json()["loaded"] == ["es", "it"]
 
 
-def test_threads_are_set_once_at_start_whatever_an_import_left(tiny_env):
+def test_threads_are_set_once_at_start_whatever_an_import_left(tiny_env, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     torch.set_num_threads(1)  # what importing pocket-tts leaves behind
     with running_app(pocket_env(tiny_env)):
         assert torch.get_num_threads() == len(os.sched_getaffinity(0))
     with running_app(pocket_env(tiny_env, TTS_TORCH_THREADS="3")):
         assert torch.get_num_threads() == 3
+    # Replicas sharing a machine are given their cores with the usual OpenMP variable.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    with running_app(pocket_env(tiny_env)):
+        assert torch.get_num_threads() == 1
     torch.set_num_threads(len(os.sched_getaffinity(0)))
 
 

@@ -32,10 +32,18 @@ def set_torch_threads(settings: Settings, pocket: bool) -> int:
 
     if pocket:
         import pocket_tts.models.tts_model  # noqa: F401  (its import sets the thread count to 1)
-    threads = settings.torch_threads or len(os.sched_getaffinity(0)) or 1
+    threads = settings.torch_threads or _omp_num_threads() or len(os.sched_getaffinity(0)) or 1
     torch.set_num_threads(threads)
     logger.info("torch uses %d thread(s) per operation", threads)
     return threads
+
+
+def _omp_num_threads() -> int:
+    """OMP_NUM_THREADS, the usual way to give a process fewer cores (replicas sharing a machine)."""
+    try:
+        return max(int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0]), 0)
+    except ValueError:
+        return 0
 
 
 @cache
