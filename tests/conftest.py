@@ -169,4 +169,5 @@ def start_gunicorn(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Pope
             pass
         time.sleep(0.2)
     process.kill()
+    process.wait(timeout=30)
     raise AssertionError("gunicorn never became ready")

@@ -428,6 +428,7 @@ def test_under_gunicorn_a_client_that_leaves_is_noticed_and_the_log_file_has_one
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait(timeout=30)
     log = (tmp_path / "tts.log").read_text()
     assert "client left request" in log
     forged = [line for line in log.splitlines() if "gforged" in line]
