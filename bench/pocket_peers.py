@@ -4,6 +4,7 @@
 
     .venv/bin/python bench/pocket_peers.py                  # 1 and 4 clients, 2 texts per client
     .venv/bin/python bench/pocket_peers.py --per-client 3 --clients 1,4,8
+    TTS_TORCH_THREADS=1 .venv/bin/python bench/pocket_peers.py --only service   # a setting, alone
 
 The model is the Spanish config's full size (109.5M parameters) with random weights, built once
 by scripts/tiny_pocket.py's `build_full_pocket` into models/bench/pocket-full. Random weights
