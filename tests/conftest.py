@@ -141,6 +141,28 @@ def rms(audio: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
 
 
+def until_closed(ws, timeout: float = 180) -> list:
+    """Every message a WebSocket server sends until it closes the connection (bounded by `timeout`)."""
+    from websockets.exceptions import ConnectionClosed
+
+    messages = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            messages.append(ws.recv(timeout=max(deadline - time.monotonic(), 0.1)))
+    except ConnectionClosed:
+        return messages
+    raise AssertionError(f"the server did not close within {timeout} s")
+
+
+def json_session(messages: list) -> tuple[bytes, list[dict]]:
+    """The JSON WebSocket's binary audio, joined, and its JSON events in order."""
+    import json
+
+    return (b"".join(m for m in messages if isinstance(m, bytes)),
+            [json.loads(m) for m in messages if not isinstance(m, bytes)])
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -16,7 +16,7 @@ import soundfile as sf
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from conftest import rms, running_app, serve
+from conftest import json_session, rms, running_app, serve, until_closed
 
 TABLE = "| Producto | Precio | Stock |\n|---|---|---|\n" + "".join(
     f"| Artículo {i} | {i},50 € | {i * 3} |\n" for i in range(1, 200))
@@ -105,22 +105,12 @@ def post_openai(base, text, language):
 def ws_json(base, text, language):
     """The browser's JSON WebSocket: text in pieces of 40 characters, then end."""
     url = base.replace("http://", "ws://") + f"/ws/tts?language={language}"
-    pcm, events = bytearray(), []
-    deadline = time.monotonic() + TIMEOUT
     with connect(url, open_timeout=30) as ws:
         assert json.loads(ws.recv(timeout=30))["type"] == "ready"
         for start in range(0, len(text), 40):
             ws.send(json.dumps({"type": "text", "text": text[start:start + 40]}))
         ws.send(json.dumps({"type": "end"}))
-        try:
-            while time.monotonic() < deadline:
-                data = ws.recv(timeout=max(deadline - time.monotonic(), 0.1))
-                if isinstance(data, bytes):
-                    pcm += data
-                else:
-                    events.append(json.loads(data))
-        except ConnectionClosed:
-            pass
+        pcm, events = json_session(until_closed(ws, TIMEOUT))
     kinds = [e["type"] for e in events]
     assert "done" in kinds or "error" in kinds, f"the session neither finished nor failed: {kinds}"
     if "error" in kinds:

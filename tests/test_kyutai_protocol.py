@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import requests
 import soundfile as sf
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from conftest import decode_wav, dsm_only, rms, running_app, serve
+from conftest import decode_wav, dsm_only, rms, running_app, serve, until_closed
 
 def connect(url: str, **options):
     """A client that keeps reading (and so answering pings) while the test is busy sending, as a
@@ -60,18 +60,6 @@ def ws_url(base: str, query: str = "") -> str:
     return base.replace("http://", "ws://") + "/api/tts_streaming" + (f"?{query}" if query else "")
 
 
-def collect(ws, timeout: float = 180) -> list:
-    """Every message until the server closes (bounded by `timeout`)."""
-    out = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            out.append(ws.recv(timeout=max(deadline - time.monotonic(), 0.1)))
-    except ConnectionClosed:
-        return out
-    raise AssertionError(f"the server did not close within {timeout} s")
-
-
 def unpack(messages: list) -> list[dict]:
     return [msgpack.unpackb(m) for m in messages]
 
@@ -83,7 +71,7 @@ def speak(base: str, words: list[str], query: str = "format=PcmMessagePack", hea
         for word in words:
             ws.send(msgpack.packb({"type": "Text", "text": word}))
         ws.send(eos if eos is not None else msgpack.packb({"type": "Eos"}))
-        return messages + collect(ws)
+        return messages + until_closed(ws)
 
 
 def decode_ogg(data: bytes) -> tuple[np.ndarray, int]:
@@ -202,7 +190,7 @@ def test_text_frames_and_the_zero_byte_end(dsm_server):
         ws.send("Hello world")
         ws.send("again .")
         ws.send(b"\0")
-        messages = unpack(collect(ws))
+        messages = unpack(until_closed(ws))
     assert [m["text"] for m in messages if m["type"] == "Text"] == ["Hello", "world", "again", "."]
     assert sum(len(m["pcm"]) for m in messages if m["type"] == "Audio") >= RATE
 
@@ -214,7 +202,7 @@ def test_empty_eos_closes_at_once(dsm_server):
         assert msgpack.unpackb(ws.recv(timeout=30)) == {"type": "Ready"}
         started = time.monotonic()
         ws.send(msgpack.packb({"type": "Eos"}))
-        rest = collect(ws, timeout=10)
+        rest = until_closed(ws, timeout=10)
         assert time.monotonic() - started < 5
     assert rest == []
 
@@ -228,7 +216,7 @@ def test_unknown_voice_falls_back_and_a_late_voice_is_ignored(dsm_server, caplog
         ws.send(msgpack.packb({"type": "Voice", "embeddings": [0.5] * 8, "shape": [1, 8, 1]}))
         ws.send(msgpack.packb({"type": "Text", "text": "world ."}))
         ws.send(msgpack.packb({"type": "Eos"}))
-        messages = unpack(collect(ws))
+        messages = unpack(until_closed(ws))
     assert not [m for m in messages if m["type"] == "Error"]
     assert [m["text"] for m in messages if m["type"] == "Text"] == ["Hello", "world", "."]
     assert any("using the default voice" in r.getMessage() for r in caplog.records)
@@ -247,14 +235,14 @@ def test_capacity_error_before_ready_while_http_still_gets_full_audio(dsm_server
         with connect(ws_url(base, "format=PcmMessagePack"), additional_headers=AUTH) as refused:
             message = msgpack.unpackb(refused.recv(timeout=30))
             assert message == {"type": "Error", "message": "no free channels"}
-            assert collect(refused, timeout=30) == []
+            assert until_closed(refused, timeout=30) == []
         response = requests.post(f"{base}/tts", json={"text": "Hello there , neighbour .", "language": "en"},
                                  headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
         assert response.status_code == 200
         audio, rate = decode_wav(response.json()["audioContent"])
         assert rate == RATE and len(audio) > RATE and rms(audio) > 1e-3
         holder.send(msgpack.packb({"type": "Eos"}))
-        assert [m for m in unpack(collect(holder)) if m["type"] == "Audio"]
+        assert [m for m in unpack(until_closed(holder)) if m["type"] == "Audio"]
     wait_free(app)
     with connect(ws_url(base, "format=PcmMessagePack"), additional_headers=AUTH) as again:
         assert msgpack.unpackb(again.recv(timeout=30)) == {"type": "Ready"}
@@ -331,7 +319,7 @@ def test_pocket_session_speaks_each_clause_before_the_end(cpu_server):
         time.sleep(1.0)  # longer than the clause pause: spoken without an end mark
         got = unpack(collect_for(ws, 1.0))
         ws.send(msgpack.packb({"type": "Eos"}))
-        got += unpack(collect(ws))
+        got += unpack(until_closed(ws))
     assert "Sin" in [m["text"] for m in got if m["type"] == "Text"]
 
 
@@ -393,7 +381,7 @@ def test_openai_speech_and_the_json_socket_pause_on_pocket(cpu_server):
         ws.send(json.dumps({"type": "text", "text": 'Hola amigo. <break time="1s"/> Adiós'}))
         ws.send(json.dumps({"type": "text", "text": " amigo."}))
         ws.send(json.dumps({"type": "end"}))
-        pcm = b"".join(m for m in collect(ws) if isinstance(m, bytes))
+        pcm = b"".join(m for m in until_closed(ws) if isinstance(m, bytes))
     samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32767
     assert abs(longest_silence(samples) - 1.0) <= 0.08
 

@@ -21,7 +21,7 @@ import requests
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from conftest import decode_wav, dsm_only, rms, running_app, serve
+from conftest import decode_wav, dsm_only, json_session, rms, running_app, serve, until_closed
 
 def connect(url: str, **options):
     """A client that keeps reading (and so answering pings) while the test is busy sending, as a
@@ -46,15 +46,7 @@ def server(tiny_env):
 
 
 def receive_all(ws, timeout=180):
-    messages = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            data = ws.recv(timeout=max(deadline - time.monotonic(), 0.1))
-            messages.append(msgpack.unpackb(data) if isinstance(data, bytes) else data)
-    except ConnectionClosed:
-        return messages
-    raise AssertionError(f"the server did not close within {timeout} s")
+    return [msgpack.unpackb(data) if isinstance(data, bytes) else data for data in until_closed(ws, timeout)]
 
 
 def kyutai(base: str, words: list[str], pause: float = 0.0) -> list[dict]:
@@ -195,17 +187,7 @@ def test_json_variant_streams_pcm_and_words(server):
         for word in WORDS:
             ws.send(json.dumps({"type": "text", "text": word + " "}))
         ws.send(json.dumps({"type": "end"}))
-        pcm, events = b"", []
-        try:
-            deadline = time.monotonic() + 180
-            while time.monotonic() < deadline:
-                data = ws.recv(timeout=60)
-                if isinstance(data, bytes):
-                    pcm += data
-                else:
-                    events.append(json.loads(data))
-        except ConnectionClosed:
-            pass
+        pcm, events = json_session(until_closed(ws))
     assert [e["word"] for e in events if e["type"] == "word"] == WORDS
     done = events[-1]
     assert done["type"] == "done"
