@@ -24,6 +24,14 @@ if [ -f tests/test_nginx.py ] && [ ! -x /usr/sbin/nginx ]; then
     if apt-cache policy nginx-light | grep -q 'Candidate: [0-9]'; then pkg=nginx-light; else pkg=nginx; fi
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$pkg"
 fi
+# Debian's podman, buildah and mmdebstrap for tests/system/test_container.py: the image is built
+# and run with chroot isolation, no container runtime needed (uidmap and fuse-overlayfs let a
+# non-root developer do the same).
+if [ -f tests/system/test_container.py ] && ! { command -v podman && command -v buildah && command -v mmdebstrap; } >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq podman buildah mmdebstrap uidmap fuse-overlayfs
+fi
 export TTS_TORCH_COMPILE=off
 .venv/bin/python -m pytest "$@"
 if [ -d tests/js ]; then
