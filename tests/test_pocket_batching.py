@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from tts_service.config import Settings
+from scripts.pocket_parity import ALONE_TOLERANCE, BATCH_TOLERANCE, TEXTS, load_engine, package_audio, speak
 from tts_service.engines.base import SynthesisRequest
 from tts_service.scheduler import JobCancelled, Scheduler
 
@@ -20,43 +20,14 @@ FRAME = 1920  # samples per 80 ms frame at 24 kHz
 
 @pytest.fixture(scope="module")
 def engine(tiny_env):
-    """The Spanish tiny model with sampling made deterministic (temperature 0)."""
-    from tts_service.engines.pocket import PocketEngine
-
-    engine = PocketEngine(Settings.from_env(tiny_env), "es")
-    engine.load()
-    engine._model.temp = 0.0
-    return engine
-
-
-TEXTS = ["Hola, soy Capibara con voz natural.", "Buenos días a todos.", "¿Qué tal estás hoy, amigo mío?",
-         "Me gusta el café."]
+    """The Spanish tiny model (int8, as on a CPU) with sampling made deterministic (temperature 0)."""
+    return load_engine(tiny_env, "es", quantize="on")
 
 
 @pytest.fixture(scope="module")
 def float_engine(tiny_env):
     """The same model without int8, where batching changes nothing but float rounding."""
-    from tts_service.engines.pocket import PocketEngine
-
-    engine = PocketEngine(Settings.from_env({**tiny_env, "TTS_POCKET_QUANTIZE": "off"}), "es")
-    engine.load()
-    engine._model.temp = 0.0
-    return engine
-
-
-def speak(engine, texts, seconds: float = 3.0, together: bool = True) -> list[np.ndarray]:
-    scheduler = Scheduler(engine, batch_wait=0.2, timeout=60)
-    scheduler.start(preload=False)
-    try:
-        if together:
-            jobs = [scheduler.submit(SynthesisRequest(text, "es", max_audio_seconds=seconds)) for text in texts]
-            audio = [job.result().audio for job in jobs]
-            assert scheduler.stats.batch_sizes[len(texts)] > 0, scheduler.stats.batch_sizes
-            return audio
-        return [scheduler.submit(SynthesisRequest(text, "es", max_audio_seconds=seconds)).result().audio
-                for text in texts]
-    finally:
-        scheduler.stop(timeout=30)
+    return load_engine(tiny_env, "es", quantize="off")
 
 
 @pytest.fixture
@@ -67,31 +38,15 @@ def scheduler(engine):
     scheduler.stop(timeout=30)
 
 
-def package_audio(engine, text: str) -> np.ndarray:
-    """What pocket-tts's own `generate_audio` says for `text` with the engine's default voice.
-
-    Its decoder thread decodes however many frames are queued at once, so the sample values
-    depend on thread timing; one frame per call is the package's own deterministic setting.
-    """
-    model = engine._model
-    _, default = engine.voices("es")
-    state = engine._voice_states[str(engine._voice_source(default))]
-    previous = model.max_decoder_frames_per_call
-    model.max_decoder_frames_per_call = 1
-    try:
-        return model.generate_audio(state, text).numpy()
-    finally:
-        model.max_decoder_frames_per_call = previous
-
-
 def test_the_frame_loop_drives_the_installed_package(engine):
-    from tts_service.engines.pocket import frame_loop_problem
+    from tts_service.engines.pocket_internals import frame_loop_problem
 
     assert frame_loop_problem(engine._model) is None
     assert engine._frame_loop
 
 
-@pytest.mark.parametrize("which, tolerance", [("float_engine", 1e-6), ("engine", 1e-4)])
+@pytest.mark.parametrize("which, tolerance", [("float_engine", ALONE_TOLERANCE["off"]),
+                                              ("engine", ALONE_TOLERANCE["on"])])
 def test_a_request_alone_is_the_packages_own_audio_sample_for_sample(request, which, tolerance):
     """Equal up to rounding. The engine decodes up to four frames per Mimi call, as the package's
     decoder thread does whenever it is behind (a convolution over four frames adds its products
@@ -112,7 +67,8 @@ def test_a_request_alone_is_the_packages_own_audio_sample_for_sample(request, wh
     assert float(np.abs(reference).max()) > 100 * tolerance
 
 
-@pytest.mark.parametrize("which, tolerance", [("float_engine", 1e-6), ("engine", 2e-4)])
+@pytest.mark.parametrize("which, tolerance", [("float_engine", BATCH_TOLERANCE["off"]),
+                                              ("engine", BATCH_TOLERANCE["on"])])
 def test_a_request_in_a_batch_of_four_is_the_same_as_alone(request, which, tolerance):
     """Alone and as one row of four, a request says the same thing.
 
@@ -227,11 +183,11 @@ def test_cancelled_request_stops_within_a_frame_and_others_go_on(engine, schedul
 def test_other_package_internals_are_refused(engine, monkeypatch):
     import importlib.metadata
 
-    from tts_service.engines import pocket
+    from tts_service.engines import pocket_internals
 
-    assert "lacks" in pocket.frame_loop_problem(object())
+    assert "lacks" in pocket_internals.frame_loop_problem(object())
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "9.9.9")
-    assert "9.9.9" in pocket.frame_loop_problem(engine._model)
+    assert "9.9.9" in pocket_internals.frame_loop_problem(engine._model)
 
 
 def test_without_the_frame_loop_requests_take_turns_a_sentence_at_a_time(engine, monkeypatch):

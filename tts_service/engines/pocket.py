@@ -13,19 +13,21 @@ audio does not depend on the others beyond rounding. The Mimi decoder decodes th
 in batches too, up to four frames per row at once. The loop follows the package's own
 `_generate` / `_autoregressive_generation` / `_decode_audio_worker` and `FlowLMModel.forward` /
 `StreamingMultiheadAttention.forward` (pocket_tts 4.0.1), so that a request alone gets the audio
-`generate_audio` gives up to rounding; it is pinned to that version and falls back to the
-package's per-sentence generator when the internals differ.
+`generate_audio` gives up to rounding. Everything it reaches beyond the package's public API goes
+through `pocket_internals`, which lists each name and checks the list when a model loads: a
+missing name the package's own per-sentence generator needs too stops the load; one only the
+frame loop needs, or a release other than the one verified, makes the engine fall back to that
+per-sentence generator.
 """
 
 from __future__ import annotations
 
 import collections
-import importlib.metadata
 import logging
 import threading
 import warnings
 from dataclasses import dataclass, field
-from functools import cached_property, partial
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +36,7 @@ import numpy as np
 from ..config import Settings
 from ..hub import ModelDownloadError, download
 from ..text import split_sentences
+from . import pocket_internals as internals
 from .base import Engine, NothingToSayError, SynthesisRequest, UnknownVoiceError, is_speaker_embedding
 
 if TYPE_CHECKING:
@@ -47,47 +50,6 @@ VOICE_FILES = (".wav", ".mp3", ".flac", ".ogg")
 STATE_FILES = (".safetensors",)
 # Most frames the Mimi decoder turns into audio at once for one request (320 ms).
 DECODE_CHUNK_FRAMES = 4
-# The package version whose internals the frame loop was written against.
-FRAME_LOOP_VERSION = "4.0.1"
-_MODEL_ATTRIBUTES = ("_run_flow_lm_and_increment_step", "_expand_kv_cache", "_flow_lm_current_end",
-                     "_estimate_max_gen_len", "_MIN_FRAMES_BEFORE_EOS", "flow_lm", "mimi", "eos_threshold",
-                     "temp", "noise_clamp", "sampler_decode_steps")
-_FLOW_ATTRIBUTES = ("emb_std", "emb_mean", "ldim", "dtype", "conditioner", "bos_emb", "input_linear",
-                    "transformer", "out_norm", "z_proj", "out_eos", "flow_net", "flow_type")
-_LAYER_ATTRIBUTES = ("self_attn", "norm1", "layer_scale_1", "_ff_block")
-_ATTENTION_ATTRIBUTES = ("in_proj", "out_proj", "rope", "_cache_backend", "dim_per_head", "attn_dim",
-                         "num_heads", "num_kv_heads", "context", "get_state")
-
-
-def frame_loop_problem(model) -> str | None:
-    """Why the frame loop cannot drive this model (None when it can): version and internals."""
-    try:
-        version = importlib.metadata.version("pocket-tts")
-    except importlib.metadata.PackageNotFoundError:
-        return "pocket-tts is not installed as a distribution"
-    if version != FRAME_LOOP_VERSION:
-        return f"pocket-tts {version} is installed; the frame loop was written for {FRAME_LOOP_VERSION}"
-    missing = [name for name in _MODEL_ATTRIBUTES if not hasattr(model, name)]
-    mimi = getattr(model, "mimi", None)
-    missing += [f"mimi.{name}" for name in ("decode_from_latent", "encoder_frame_rate", "frame_rate", "quantizer",
-                                            "_to_encoder_framerate", "decoder", "decoder_transformer")
-                if not hasattr(mimi, name)]
-    missing += [f"mimi.decoder_transformer.{name}" for name in ("input_proj", "output_projs", "transformer")
-                if not hasattr(getattr(mimi, "decoder_transformer", None), name)]
-    flow = getattr(model, "flow_lm", None)
-    missing += [f"flow_lm.{name}" for name in _FLOW_ATTRIBUTES if not hasattr(flow, name)]
-    layers = list(getattr(getattr(flow, "transformer", None), "layers", None) or [])
-    if not layers:
-        missing.append("flow_lm.transformer.layers")
-    for layer in layers[:1]:
-        missing += [f"layer.{name}" for name in _LAYER_ATTRIBUTES if not hasattr(layer, name)]
-        missing += [f"self_attn.{name}" for name in _ATTENTION_ATTRIBUTES
-                    if not hasattr(getattr(layer, "self_attn", None), name)]
-    if getattr(flow, "flow_type", None) not in ("lsd", "flow_matching", "drifting", "pointwise"):
-        missing.append(f"a decoder for flow_type {getattr(flow, 'flow_type', None)!r}")
-    if missing:
-        return f"pocket-tts lacks {', '.join(missing)}"
-    return None
 
 
 def _return_freed_memory() -> None:
@@ -105,109 +67,6 @@ def _return_freed_memory() -> None:
         ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass  # not glibc: nothing to do
-
-
-def _decoders() -> dict:
-    from pocket_tts.models import flow_lm
-
-    return {"lsd": flow_lm.lsd_decode, "flow_matching": flow_lm.ot_decode,
-            "drifting": flow_lm.drifting_decode, "pointwise": flow_lm.pointwise_decode}
-
-
-class _LazyDecoders(dict):
-    """The package's flow decoders by `flow_type`, imported on first use (routes never import torch)."""
-
-    def __missing__(self, key):
-        self.update(_decoders())
-        return dict.__getitem__(self, key)
-
-
-_FLOW_DECODERS = _LazyDecoders()
-
-
-def _stateful_modules(model, prefixes: tuple[str, ...] = ("",)) -> list[tuple[str, object]]:
-    """The streaming modules under `prefixes`, by the names their states are kept under.
-
-    Listed once at load: the package's `init_states` / `increment_steps` walk every module on
-    every call, and for Mimi include the encoder, which decoding never uses (its caches alone
-    would be tens of MB per request).
-    """
-    from pocket_tts.modules.stateful_module import StatefulModule
-
-    return [(name, module) for name, module in model.named_modules()
-            if isinstance(module, StatefulModule) and name.startswith(prefixes)]
-
-
-def _sized_copy(state: dict, length: int) -> dict:
-    """A copy of a streaming state whose KV caches have room for `length` positions.
-
-    What `copy.deepcopy` and the package's `_expand_kv_cache` make, without first filling the
-    room with NaN: attention reads only the positions written so far (the package's
-    `complete_kv`), and not writing tens of MB per request keeps a request's start short.
-    """
-    import torch
-
-    copied = {}
-    for name, module_state in state.items():
-        copied[name] = {}
-        for key, value in module_state.items():
-            if key == "cache" and value.shape[2] < length:
-                cache = torch.empty(value.shape[:2] + (length,) + value.shape[3:], dtype=value.dtype,
-                                    device=value.device)
-                cache[:, :, :value.shape[2]] = value
-                copied[name][key] = cache
-            else:
-                copied[name][key] = value.clone()
-    return copied
-
-
-def _advance(modules: list[tuple[str, object]], state: dict, steps: int) -> None:
-    """The package's `increment_steps` over modules listed once."""
-    for name, module in modules:
-        module.increment_step(state[name], steps)
-
-
-def _transformer_rows(transformer, x, states, lengths):
-    """`StreamingTransformer.forward` for rows laid end to end in `x` ([1, sum(lengths), dim]).
-
-    Row i is `lengths[i]` positions long and has its own streaming state `states[i]`.
-    """
-    import torch
-
-    for layer in transformer.layers:
-        attention = layer.self_attn
-        projected = attention.in_proj(layer.norm1(x))
-        rows, start = [], 0
-        for state, length in zip(states, lengths):
-            rows.append(_attend(attention, projected[:, start:start + length], state))
-            start += length
-        update = attention.out_proj(torch.cat(rows, dim=1))
-        x = x.to(update) + layer.layer_scale_1(update)
-        x = layer._ff_block(x)
-    return x
-
-
-def _attend(attention, projected, state):
-    """`StreamingMultiheadAttention.forward` after its input projection, for one row and its state."""
-    import torch
-    from pocket_tts.modules.attention import _build_attention_mask
-    from torch.nn import functional as F
-
-    b, t, _ = projected.shape
-    d = attention.dim_per_head
-    q = projected[..., : attention.attn_dim].view(b, t, attention.num_heads, d)
-    k, v = torch.unbind(projected[..., attention.attn_dim:].view(b, t, 2, attention.num_kv_heads, d), dim=2)
-    own = attention.get_state(state)
-    q, k = attention.rope(q, k, offset=attention._cache_backend.rope_offset(own, b, q.device))
-    q = q.transpose(1, 2)
-    k_attn, v_attn, pos_k, offset = attention._cache_backend.append_and_get(k, v, own)
-    if attention.num_kv_heads != attention.num_heads:
-        k_attn = k_attn.repeat_interleave(attention.num_heads // attention.num_kv_heads, dim=1)
-        v_attn = v_attn.repeat_interleave(attention.num_heads // attention.num_kv_heads, dim=1)
-    pos_q = offset.view(-1, 1) + torch.arange(t, device=q.device, dtype=torch.long).view(1, -1)
-    mask = _build_attention_mask(pos_q, pos_k, attention.context)
-    x = F.scaled_dot_product_attention(q, k_attn, v_attn, mask, dropout_p=0.0).transpose(1, 2)
-    return x.reshape(b, t, -1)
 
 
 @dataclass
@@ -275,10 +134,7 @@ class PocketEngine(Engine):
                              f"it speaks {', '.join(sorted(PACKAGE_LANGUAGES))}")
         self._model = None
         self._frame_loop = False
-        self._flow_modules: list[tuple[str, object]] = []
-        self._mimi_modules: list[tuple[str, object]] = []  # the decoder's side only
-        self._mimi_conv_states: list[str] = []
-        self._mimi_fresh: dict = {}  # the decoder's streaming state before any frame, caches empty
+        self._streaming: internals.StreamingModules | None = None  # listed at load, for the frame loop
         self._voice_states: dict[str, object] = {}
         self._broken_voices: set[str] = set()
         self._active: collections.deque[_Active] = collections.deque()
@@ -329,8 +185,7 @@ class PocketEngine(Engine):
         """The package's named voice for this language, usable only with its released weights."""
         if self._config:
             return None
-        from pocket_tts.default_parameters import DEFAULT_VOICE_FALLBACK, DEFAULT_VOICE_FOR_LANGUAGE
-        return DEFAULT_VOICE_FOR_LANGUAGE.get(self.package_language, DEFAULT_VOICE_FALLBACK)
+        return internals.predefined_voice(self.package_language)
 
     @cached_property
     def _custom_voices(self) -> dict[str, Path]:
@@ -353,21 +208,18 @@ class PocketEngine(Engine):
         # (A filter, not catch_warnings: two languages may load at once, and that is not thread-safe.)
         warnings.filterwarnings("ignore", "torch.ao.quantization is deprecated", DeprecationWarning)
         self._load_model()
+        # What every request needs whatever the path (text rules, voices, the package's generator):
+        # without it nothing can be served, so the load fails here, naming what is missing.
+        internals.check_installed(self._model, internals.SERVING)
         names, default = self.voices(self.language)
         if default is None:
             raise ValueError("Pocket TTS has no voice: set TTS_POCKET_VOICE to a WAV in TTS_VOICE_DIR")
         if default not in names:
             raise ValueError(f"TTS_POCKET_VOICE={default!r} is not a voice; available: {', '.join(names)}")
-        problem = frame_loop_problem(self._model)
+        problem = internals.frame_loop_problem(self._model)
         self._frame_loop = problem is None
         if self._frame_loop:
-            from pocket_tts.modules.attention import StreamingMultiheadAttention
-
-            self._flow_modules = _stateful_modules(self._model.flow_lm)
-            self._mimi_modules = _stateful_modules(self._model.mimi, ("decoder.", "upsample.", "decoder_transformer."))
-            self._mimi_conv_states = [name for name, module in self._mimi_modules
-                                      if not isinstance(module, StreamingMultiheadAttention)]
-            self._mimi_fresh = {name: module.init_state(1, sequence_length=0) for name, module in self._mimi_modules}
+            self._streaming = internals.streaming_modules(self._model)
         if problem:
             logger.warning("Pocket TTS %s: %s; generating a sentence per step instead of a frame",
                            self.language, problem)
@@ -383,8 +235,7 @@ class PocketEngine(Engine):
                 self._broken_voices.add(name)
         # Every voice is encoded: the Mimi encoder (a third of Mimi's weights) is never used again
         # until the model is loaded anew, when the voice folder is read again too.
-        for part in ("encoder", "encoder_transformer", "downsample"):
-            setattr(self._model.mimi, part, None)
+        internals.drop_voice_encoder(self._model)
         _return_freed_memory()
 
     def _load_model(self) -> None:
@@ -451,31 +302,21 @@ class PocketEngine(Engine):
         tokenizer. A chunk those rules leave without a letter or digit is dropped: the package
         refuses an empty prompt, and a lone mark would only be noise.
         """
-        from pocket_tts.default_parameters import MAX_TOKEN_PER_CHUNK
-        from pocket_tts.models.text_chunking import prepare_text_prompt, split_into_best_sentences
-
         model = self._model
-        rules = (model.pad_with_spaces_for_short_inputs, model.remove_semicolons,
-                 model.append_terminal_punctuation, model.capitalize_first_letter, model.replace_characters)
-        conditioner = model.flow_lm.conditioner
         pieces = []
         for sentence in split_sentences(text):
             try:
-                chunks = split_into_best_sentences(conditioner.tokenizer, sentence, MAX_TOKEN_PER_CHUNK,
-                                                   *rules[:2], append_terminal_punctuation=rules[2],
-                                                   capitalize_first_letter=rules[3], replace_characters=rules[4])
+                chunks = internals.text_chunks(model, sentence)
             except ValueError:
                 continue  # empty once the package's characters are replaced
             for chunk in chunks:
                 try:
-                    prompt, guess = prepare_text_prompt(chunk, *rules)
+                    prompt, frames_after_eos = internals.text_prompt(model, chunk)
                 except ValueError:
                     continue
                 if not any(ch.isalnum() for ch in prompt):
                     continue
-                tokens = conditioner.prepare(prompt)[0].tolist()
-                after_eos = model.model_recommended_frames_after_eos
-                pieces.append(PocketPiece(prompt, after_eos if after_eos is not None else guess + 2, tokens))
+                pieces.append(PocketPiece(prompt, frames_after_eos, internals.prompt_tokens(model, prompt)))
         return pieces
 
     def admit(self, job: "Job") -> None:
@@ -562,24 +403,16 @@ class PocketEngine(Engine):
 
     def _start_piece(self, job: "Job", piece: PocketPiece) -> _Piece:
         """A fresh copy of the voice state, sized as `_generate` sizes it; its tokens run at its first step."""
-        import torch
-
-        model = self._model
         voice = self._voice_states[str(job.request.prepared.voice_source)]
-        tokens = torch.tensor([piece.tokens], dtype=torch.long, device=model.device)
-        max_frames = model._estimate_max_gen_len(len(piece.tokens))
-        state = _sized_copy(voice, model._flow_lm_current_end(voice) + len(piece.tokens) + max_frames)
-        steps_per_latent = int(model.mimi.encoder_frame_rate / model.mimi.frame_rate)
-        mimi_state = _sized_copy(self._mimi_fresh, max_frames * steps_per_latent)
-        latent = torch.full((1, 1, model.flow_lm.ldim), float("NaN"), device=model.device,
-                            dtype=model.flow_lm.dtype)
-        return _Piece(state, mimi_state, latent, max_frames, piece.frames_after_eos, prompt=tokens)
+        start = internals.start_piece(self._model, self._streaming, voice, piece.tokens)
+        return _Piece(start.flow_state, start.mimi_state, start.latent, start.max_frames, piece.frames_after_eos,
+                      prompt=start.prompt)
 
     def _after_flow(self, piece: _Piece, latent, is_eos: bool) -> None:
         """Keep the frame to be spoken, or end the piece (the package's end-of-speech and length rules)."""
         step = piece.frame
         piece.frame += 1
-        if is_eos and piece.eos_frame is None and step >= self._model._MIN_FRAMES_BEFORE_EOS:
+        if is_eos and piece.eos_frame is None and step >= internals.min_frames_before_eos(self._model):
             piece.eos_frame = step
         if piece.eos_frame is not None and step >= piece.eos_frame + piece.frames_after_eos:
             piece.ended = True
@@ -596,73 +429,21 @@ class PocketEngine(Engine):
         A piece that has just started runs its text prompt and its first frame together, the
         prompt's tokens before the frame in one sequence, as `FlowLMModel.forward` takes them
         (the package's `_generate` runs them one after the other: a whole step more before the
-        first audio). All rows' tokens go through the linear layers (where the time goes) as one
-        sequence; attention runs per row over that row's own KV cache at its own positions,
-        exactly as the package does for one request.
+        first audio).
         """
-        import torch
-
-        model = self._model
-        flow = model.flow_lm
-        sequence = torch.cat([piece.latent for piece in pieces], dim=0)
-        frames = flow.input_linear(torch.where(torch.isnan(sequence), flow.bos_emb, sequence))
-        inputs = []
-        for index, piece in enumerate(pieces):
-            frame = frames[index:index + 1]
-            inputs.append(frame if piece.prompt is None else torch.cat([flow.conditioner(piece.prompt), frame], 1))
+        prompts = [piece.prompt for piece in pieces]
+        for piece in pieces:
             piece.prompt = None
-        lengths = [part.shape[1] for part in inputs]
-        x = _transformer_rows(flow.transformer, torch.cat(inputs, dim=1), [p.flow_state for p in pieces], lengths)
-        for piece, length in zip(pieces, lengths):
-            _advance(self._flow_modules, piece.flow_state, length)
-        x = x[0, np.cumsum(lengths) - 1][:, None]
-        if flow.out_norm:
-            x = flow.out_norm(x)
-        if flow.z_proj is not None:
-            x = flow.z_proj(x)
-        out = x.to(torch.float32)[:, -1]
-        eos = (flow.out_eos(out) > model.eos_threshold).view(-1).tolist()
-        noise = torch.empty(out.shape[:-1] + (flow.ldim,), dtype=out.dtype, device=out.device)
-        std = model.temp ** 0.5
-        if model.noise_clamp is None:
-            torch.nn.init.normal_(noise, mean=0.0, std=std)
-        else:
-            torch.nn.init.trunc_normal_(noise, mean=0.0, std=std, a=-model.noise_clamp, b=model.noise_clamp)
-        latents = _FLOW_DECODERS[flow.flow_type](partial(flow.flow_net, out), noise, model.sampler_decode_steps)
-        return latents[:, None, :], eos
+        return internals.flow_step(self._model, self._streaming, [piece.latent for piece in pieces], prompts,
+                                   [piece.flow_state for piece in pieces])
 
     def _decode_rows(self, pieces: list[_Piece], latents) -> list[np.ndarray]:
-        """PCM for each piece's frames ([rows, frames, dim]): the package's `MimiModel.decode_from_latent`, batched.
-
-        The convolutions' streaming states are stacked into one batch and split back after; the
-        decoder transformer attends per row over each row's own cache, as in `_flow_frames`.
-        """
+        """PCM for each piece's frames ([rows, frames, dim]), decoded in one batch."""
         import torch
 
-        model = self._model
-        mimi = model.mimi
-        states = [piece.mimi_state for piece in pieces]
-        stacked = {name: {key: torch.cat([state[name][key] for state in states], dim=0) for key in states[0][name]}
-                   for name in self._mimi_conv_states}
-        latent = mimi.quantizer((latents * model.flow_lm.emb_std + model.flow_lm.emb_mean).transpose(-1, -2))
-        emb = mimi._to_encoder_framerate(latent, stacked)
-        projected = mimi.decoder_transformer
-        emb = emb.transpose(1, 2)
-        if projected.input_proj is not None:
-            emb = projected.input_proj(emb)
-        rows, steps_per_row, dim = emb.shape
-        emb = _transformer_rows(projected.transformer, emb.reshape(1, rows * steps_per_row, dim), states,
-                                [steps_per_row] * rows).reshape(rows, steps_per_row, dim)
-        emb = projected.output_projs[0](emb).transpose(1, 2)
-        audio = mimi.decoder(emb, stacked)
-        steps = int(mimi.encoder_frame_rate / mimi.frame_rate) * latents.shape[1]
+        rows = internals.decode_rows(self._model, self._streaming, latents, [piece.mimi_state for piece in pieces])
         pcm = []
-        for index, (piece, state) in enumerate(zip(pieces, states)):
-            for name, module_state in stacked.items():
-                for key, value in module_state.items():
-                    state[name][key] = value[index:index + 1]
-            _advance(self._mimi_modules, state, steps)
-            row = audio[index:index + 1]
+        for piece, row in zip(pieces, rows):
             if not piece.faded:
                 # The package fades the first 5 ms of every chunk in: a fresh decoder state clicks.
                 fade = torch.linspace(0, 1, self.sample_rate // 200)
@@ -684,9 +465,7 @@ class PocketEngine(Engine):
         stop = threading.Event()
         truncated = False
         if piece is not None:
-            for chunk in self._model._generate_audio_stream_short_text(
-                    model_state=state, text_to_generate=piece.text, frames_after_eos=piece.frames_after_eos,
-                    copy_state=True, stop=stop):
+            for chunk in internals.sentence_audio(self._model, state, piece.text, piece.frames_after_eos, stop):
                 pcm = chunk.detach().cpu().numpy().astype(np.float32, copy=False)
                 if entry.samples + len(pcm) >= limit:
                     pcm = pcm[: max(limit - entry.samples, 0)]
