@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -21,8 +22,65 @@ HELP = (
 )
 
 
+UNREACHABLE_HELP = (
+    "To fix it: let this machine (or container) reach {endpoint} over HTTPS (through HTTPS_PROXY if "
+    "it needs a proxy); or download the models where there is network with "
+    "`python scripts/download_models.py`, copy that Hugging Face cache into this machine's HF_HOME "
+    "({cache}) and set HF_HUB_OFFLINE=1; or point the setting at a local directory that holds the files."
+)
+
+
 class ModelDownloadError(RuntimeError):
-    """A model file could not be fetched; the message names the repo and the way out."""
+    """A model file could not be fetched; the message names the repo and the way out.
+
+    `expected` failures (no network, a gated or unknown repo, a missing file) are set-up problems
+    whose message says everything: they are logged without a traceback."""
+
+    def __init__(self, message: str, expected: bool = True):
+        super().__init__(message)
+        self.expected = expected
+
+
+class _ExpectedFailureFilter(logging.Filter):
+    """A record carrying an expected ModelDownloadError keeps its message and loses its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ModelDownloadError) and exc.expected:
+            record.msg, record.args = "%s: %s", (record.getMessage(), exc)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+# A model that fails to load is logged, with its traceback, where engines load (engines/base.py);
+# for a download that cannot happen the traceback would only bury the advice in the message.
+logging.getLogger("tts_service.engines.base").addFilter(_ExpectedFailureFilter())
+
+
+def _chain(exc: BaseException):
+    """The exception, then what caused it, down to the first."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """Why Hugging Face could not be reached ("Connection refused", ...), if that is what happened."""
+    kinds: tuple[type, ...] = (ConnectionError, TimeoutError, socket.gaierror)
+    try:
+        import requests
+
+        kinds += (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+    except ImportError:  # pragma: no cover - huggingface_hub<1 depends on requests
+        pass
+    found = [e for e in _chain(exc) if isinstance(e, kinds)]
+    if not found:
+        return None
+    deepest = found[-1]
+    detail = getattr(deepest, "strerror", None) or (str(deepest).splitlines() or [""])[0]
+    return detail[:160] or type(deepest).__name__
 
 
 def looks_like_path(value: str) -> bool:
@@ -34,25 +92,33 @@ def download(repo: str, what: str, fetch: Callable[[], T], setting: str) -> T:
     try:
         return fetch()
     except Exception as exc:  # huggingface_hub raises many types; all mean the same to the user
-        from huggingface_hub import errors
+        from huggingface_hub import constants, errors
 
-        if isinstance(exc, errors.GatedRepoError):
+        where = f"Could not get {what} from Hugging Face repo '{repo}' ({setting})"
+        offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        unreachable = None if offline else _unreachable(exc)
+        expected = True
+        # LocalEntryNotFoundError is an EntryNotFoundError: it is asked about first.
+        if isinstance(exc, errors.LocalEntryNotFoundError) and offline:
+            reason = "HF_HUB_OFFLINE is set and the file is not in the local cache"
+        elif unreachable is not None or isinstance(exc, errors.LocalEntryNotFoundError):
+            raise ModelDownloadError(
+                f"{where}: Hugging Face cannot be reached from this machine ({constants.ENDPOINT}: "
+                f"{unreachable or 'no answer'}) and the file is not in the local cache. "
+                + UNREACHABLE_HELP.format(endpoint=constants.ENDPOINT, cache=constants.HF_HUB_CACHE)
+            ) from None
+        elif isinstance(exc, errors.GatedRepoError):
             reason = "the repo is gated and this machine has no access (set HF_TOKEN)"
         elif isinstance(exc, errors.RepositoryNotFoundError):
             reason = "the repo does not exist (check the name) or is private (set HF_TOKEN)"
         elif isinstance(exc, errors.EntryNotFoundError):
             reason = "the repo has no such file"
-        elif isinstance(exc, errors.LocalEntryNotFoundError):
-            offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-            reason = ("HF_HUB_OFFLINE is set and the file is not in the local cache" if offline
-                      else "the network is unreachable and the file is not in the local cache")
         elif isinstance(exc, (errors.HfHubHTTPError, OSError)):
             reason = f"download failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            expected = False
         else:
             raise
-        raise ModelDownloadError(
-            f"Could not get {what} from Hugging Face repo '{repo}' ({setting}): {reason}. {HELP}"
-        ) from exc
+        raise ModelDownloadError(f"{where}: {reason}. {HELP}", expected=expected) from exc
 
 
 def dsm_checkpoint_info(model: str, setting: str = "TTS_DSM_MODEL"):
