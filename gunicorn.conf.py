@@ -32,11 +32,13 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
+    """The worker's app is built: its service (workers, models, Wyoming) starts here, in the worker."""
     configure_logging(_settings)
+    worker.wsgi.extensions["tts_service"].start()
 
 
 def worker_exit(server, worker):
     app = getattr(worker, "wsgi", None)
-    router = getattr(app, "extensions", {}).get("tts_router") if app is not None else None
-    if router is not None:
-        router.stop(timeout=graceful_timeout)
+    service = getattr(app, "extensions", {}).get("tts_service") if app is not None else None
+    if service is not None:
+        service.stop(timeout=graceful_timeout)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from tts_service import create_app
+from tts_service import create_app, get_service
 from tts_service.config import ConfigError, Settings
 from tts_service.logs import configure_logging
 
@@ -25,7 +25,8 @@ def main() -> int:
     configure_logging(settings)
     try:
         app = create_app(settings)
-    except ValueError as exc:
+        get_service(app).start()
+    except ValueError as exc:  # ConfigError too: a bad route, a Wyoming port in use
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     logging.getLogger("tts_server").info("serving on http://%s:%d", settings.host, settings.port)

@@ -47,6 +47,7 @@ def start_server(env: dict[str, str], **overrides):
     from tts_service.config import Settings
 
     app = create_app(Settings.from_env(env, **overrides))
+    app.extensions["tts_service"].start()
     client = app.test_client()
     while client.get("/health").get_json()["status"] == "loading":
         time.sleep(0.1)
@@ -57,4 +58,4 @@ def start_server(env: dict[str, str], **overrides):
 
 def stop_server(app, server) -> None:
     server.shutdown()
-    app.extensions["tts_router"].stop(timeout=60)
+    app.extensions["tts_service"].stop(timeout=60)

@@ -45,7 +45,7 @@ def full(base: str, body: dict) -> float:
 def direct(app, text: str) -> float:
     from tts_service.engines.base import SynthesisRequest
 
-    scheduler = app.extensions["tts_router"].schedulers["dsm"]
+    scheduler = app.extensions["tts_service"].router.schedulers["dsm"]
     start = time.perf_counter()
     scheduler.submit(SynthesisRequest(text=text, language="en")).result()
     return time.perf_counter() - start

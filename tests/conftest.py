@@ -52,6 +52,12 @@ def dsm_only(env: dict[str, str]) -> dict[str, str]:
     return {**env, "TTS_ROUTES": "en=dsm,fr=dsm", "TTS_POCKET_LANGUAGES": "", "TTS_DEFAULT_LANGUAGE": "en"}
 
 
+def started(app):
+    """The app with its service started, as the entry point and gunicorn's worker start do."""
+    app.extensions["tts_service"].start()
+    return app
+
+
 def wait_ready(client, timeout: float = 120.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -70,7 +76,7 @@ def make_app(tiny_env) -> Iterator[Callable[..., object]]:
 
     def factory(env: dict[str, str] | None = None, wait: bool = True, **overrides):
         settings = Settings.from_env({**(env if env is not None else dsm_only(tiny_env))}, **overrides)
-        app = create_app(settings)
+        app = started(create_app(settings))
         apps.append(app)
         if wait:
             wait_ready(app.test_client())
@@ -78,18 +84,18 @@ def make_app(tiny_env) -> Iterator[Callable[..., object]]:
 
     yield factory
     for app in apps:
-        app.extensions["tts_router"].stop(timeout=30)
+        app.extensions["tts_service"].stop(timeout=30)
 
 
 @contextlib.contextmanager
 def running_app(env: dict[str, str], **overrides):
     """A started app, ready to serve, stopped when the block ends."""
-    app = create_app(Settings.from_env(env, **overrides))
+    app = started(create_app(Settings.from_env(env, **overrides)))
     wait_ready(app.test_client())
     try:
         yield app
     finally:
-        app.extensions["tts_router"].stop(timeout=30)
+        app.extensions["tts_service"].stop(timeout=30)
 
 
 @pytest.fixture(scope="session")

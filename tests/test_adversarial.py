@@ -185,7 +185,7 @@ def test_odd_text_gets_audio_or_a_clear_4xx_and_spares_the_neighbours(live_both,
     assert time.monotonic() - started < TIMEOUT
     # The same text gets the same verdict on every HTTP surface.
     assert len({outcomes["tts"], outcomes["stream"], outcomes["openai"]}) == 1, outcomes
-    stats = app.extensions["tts_router"].routes[language].scheduler.stats
+    stats = app.extensions["tts_service"].router.routes[language].scheduler.stats
     assert stats.failed == 0, "a step failed: some input reached the worker in a form that raises"
 
 

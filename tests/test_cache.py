@@ -8,7 +8,7 @@ from tts_service.cache import AudioCache, CachedAudio
 def test_repeated_request_is_served_from_memory(make_app):
     app = make_app()
     client = app.test_client()
-    scheduler = app.extensions["tts_router"].schedulers["dsm"]
+    scheduler = app.extensions["tts_service"].router.schedulers["dsm"]
     body = {"text": "Cache me if you can.", "language": "en"}
     first = client.post("/tts", json=body)
     submitted = scheduler.stats.submitted

@@ -220,7 +220,7 @@ def raw_post(base: str, path: str, body: dict) -> socket.socket:
 ], ids=["tts", "openai"])
 def test_a_client_that_leaves_stops_costing(plain_server, path, body):
     base, app = plain_server
-    scheduler = app.extensions["tts_router"].schedulers["dsm"]
+    scheduler = app.extensions["tts_service"].router.schedulers["dsm"]
     assert wait_until(lambda: scheduler.active == 0 and scheduler.queue_depth == 0, 30)
     cancelled_before = scheduler.stats.cancelled
     sock = raw_post(base, path, body)
@@ -311,7 +311,7 @@ def test_request_text_is_never_logged(plain_server, caplog):
         assert session.post(f"{base}/v1/audio/speech", json={"input": f"{marker}.", "language": "en",
                                                               "response_format": "wav"},
                             timeout=120).status_code == 200
-    scheduler = app.extensions["tts_router"].schedulers["dsm"]
+    scheduler = app.extensions["tts_service"].router.schedulers["dsm"]
     sock = raw_post(base, "/tts", {"text": f"{marker} {LONG_TEXT}", "language": "en"})
     wait_until(lambda: scheduler.active > 0, 20)
     sock.close()

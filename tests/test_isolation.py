@@ -27,7 +27,7 @@ def both_app(tiny_env):
 
 @pytest.mark.parametrize("language, text", [("en", HELLO), ("es", HOLA)])
 def test_a_fault_in_a_step_fails_that_step_and_the_engine_recovers(both_app, language, text):
-    engine = both_app.extensions["tts_router"].routes[language].engine
+    engine = both_app.extensions["tts_service"].router.routes[language].engine
     real_step = engine.step
     steps = {"n": 0}
     fault = threading.Event()
@@ -102,7 +102,7 @@ def test_json_nested_too_deeply_is_an_error_message_on_the_websocket(both_app):
 
 def test_pieces_are_prepared_outside_the_worker(both_app):
     """Text rules and tokens run in the requester's thread: the worker never calls them."""
-    router = both_app.extensions["tts_router"]
+    router = both_app.extensions["tts_service"].router
     seen = []
     engines = [router.routes["en"].engine, router.routes["es"].engine]
     originals = [(engine, engine.prepare) for engine in engines]

@@ -50,7 +50,7 @@ def cpu_server(tiny_env):
     """A CPU server as routed by default: every language on Pocket TTS, no DSM at all."""
     env = {**tiny_env, "TTS_POCKET_LANGUAGES": "es,en", "TTS_DEFAULT_LANGUAGE": "es"}
     with running_app(env, rate_limit="", cache_bytes=0, session_clause_pause=0.3) as app:
-        assert all(route.key != "dsm" for route in app.extensions["tts_router"].routes.values())
+        assert all(route.key != "dsm" for route in app.extensions["tts_service"].router.routes.values())
         base, server = serve(app)
         yield base, app
         server.shutdown()
@@ -90,9 +90,9 @@ def decode_ogg(data: bytes) -> tuple[np.ndarray, int]:
 
 
 def wait_free(app, timeout: float = 30) -> None:
-    slots = app.extensions.get("tts_session_slots")
+    slots = app.extensions["tts_service"].slots
     deadline = time.monotonic() + timeout
-    while slots is not None and any(slots.used(k) for k in app.extensions["tts_router"].schedulers) \
+    while slots is not None and any(slots.used(k) for k in app.extensions["tts_service"].router.schedulers) \
             and time.monotonic() < deadline:
         time.sleep(0.05)
 
@@ -400,7 +400,7 @@ def test_pause_tags_split_text_capped_and_malformed_ones_dropped(text, parts):
 
 
 def test_text_cleaning_keeps_pause_tags():
-    from tts_service.synthesis import prepare_text
+    from tts_service.speech.text import prepare_text
 
     spoken = prepare_text('**Hola** :) <break time="2s"/> [mundo](http://x.y) <break time="oops"/> fin', "es", True)
     assert '<break time="2.00s"/>' in spoken and "oops" not in spoken and "**" not in spoken

@@ -23,6 +23,7 @@ def openai_client(tiny_env):
 
     app = create_app(Settings.from_env({**dsm_only(tiny_env), "TTS_ROUTES": "en=dsm,es=pocket",
                                         "TTS_POCKET_LANGUAGES": "es", "TTS_DEFAULT_LANGUAGE": "es"}))
+    app.extensions["tts_service"].start()
     wait_ready(app.test_client())
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -30,7 +31,7 @@ def openai_client(tiny_env):
                            max_retries=0, timeout=120)
     yield client
     server.shutdown()
-    app.extensions["tts_router"].stop(timeout=30)
+    app.extensions["tts_service"].stop(timeout=30)
 
 
 def decode(data: bytes, fmt: str) -> tuple[np.ndarray, int]:

@@ -22,12 +22,13 @@ def live_url(tiny_env):
     # Short texts and short audio keep each fuzzed request fast on the tiny model.
     app = create_app(Settings.from_env(dsm_only(tiny_env), max_chars=120, max_audio_seconds=2.0,
                                        rate_limit="", request_timeout=60.0))
+    app.extensions["tts_service"].start()
     wait_ready(app.test_client())
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
-    app.extensions["tts_router"].stop(timeout=30)
+    app.extensions["tts_service"].stop(timeout=30)
 
 
 def test_spec_describes_every_route(live_url):

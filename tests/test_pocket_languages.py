@@ -72,7 +72,7 @@ def test_only_the_preloaded_languages_load_at_start_and_others_on_first_request(
             time.sleep(0.1)
         health = client.get("/health")
         assert health.status_code == 200 and health.get_json()["loaded"] == ["es"]
-        assert app.extensions["tts_router"].route("it").engine._model is None
+        assert app.extensions["tts_service"].router.route("it").engine._model is None
 
         again = client.post("/tts", json={"text": "Buonasera.", "language": "it"})
         assert again.status_code == 200 and rms(decode_wav(again.get_json()["audioContent"])[0]) > 1e-3

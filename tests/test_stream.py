@@ -74,7 +74,7 @@ def test_stream_errors_before_audio_are_json(live, body, message):
 
 def test_disconnecting_client_frees_its_slot(live):
     base, app = live()
-    scheduler = app.extensions["tts_router"].schedulers["dsm"]
+    scheduler = app.extensions["tts_service"].router.schedulers["dsm"]
     with requests.post(f"{base}/tts/stream", json={"text": LONG * 3, "language": "en"},
                        stream=True, timeout=60) as response:
         next(response.iter_content(chunk_size=4096))
@@ -98,7 +98,7 @@ def test_audio_length_limit_stops_generation_and_says_so(make_app):
 
 def test_concurrent_requests_are_generated_as_one_batch(make_app):
     app = make_app(batch_wait_ms=200)
-    scheduler = app.extensions["tts_router"].schedulers["dsm"]
+    scheduler = app.extensions["tts_service"].router.schedulers["dsm"]
     scheduler.stats.batch_sizes.clear()
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         bodies = list(pool.map(lambda _: app.test_client().post(
@@ -150,7 +150,7 @@ def test_mixed_concurrent_clients_each_get_their_own_audio(live):
         expected = decode_wav(solo[name]["audioContent"])[0]
         assert rms(audio) > 1e-3
         assert abs(len(audio) - len(expected)) <= 0.15 * len(expected), (name, len(audio), len(expected))
-    scheduler = app.extensions["tts_router"].schedulers["dsm"]
+    scheduler = app.extensions["tts_service"].router.schedulers["dsm"]
     deadline = time.monotonic() + 20
     while scheduler.active and time.monotonic() < deadline:
         time.sleep(0.05)

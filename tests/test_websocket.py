@@ -69,8 +69,8 @@ def assert_full_audio(messages: list[dict], words: list[str]) -> None:
 
 
 def wait_idle(app, timeout: float = 30) -> None:
-    scheduler = app.extensions["tts_router"].schedulers["dsm"]
-    slots = app.extensions.get("tts_session_slots")
+    scheduler = app.extensions["tts_service"].router.schedulers["dsm"]
+    slots = app.extensions["tts_service"].slots
     deadline = time.monotonic() + timeout
     while (scheduler.active or (slots is not None and slots.used("dsm"))) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -153,7 +153,7 @@ def test_bad_messages_get_an_error_and_a_clean_close(server, messages, error):
 def test_disconnect_mid_stream_frees_the_slot(server):
     base, _, app = server
     wait_idle(app)
-    scheduler = app.extensions["tts_router"].schedulers["dsm"]
+    scheduler = app.extensions["tts_service"].router.schedulers["dsm"]
     cancelled = scheduler.stats.cancelled
     with connect(f"{base}/api/tts_streaming?format=PcmMessagePack") as ws:
         ws.recv(timeout=30)
@@ -290,7 +290,7 @@ def test_an_idle_session_is_closed_and_frees_its_slot(server):
     assert errors and "no message for 3 s" in errors[0]["message"]
     assert 2.5 <= waited <= 30
     wait_idle(app)
-    assert app.extensions["tts_session_slots"].used("dsm") == 0
+    assert app.extensions["tts_service"].slots.used("dsm") == 0
 
 
 def _raw_upgrade(http_base: str) -> socket.socket:
@@ -355,7 +355,7 @@ def test_server_pings_and_closes_a_client_that_never_answers(server):
     assert closes and int.from_bytes(closes[0][:2], "big") == 1008, "not closed for the missing pong"
     assert time.monotonic() - started < 15
     wait_idle(app)
-    assert app.extensions["tts_session_slots"].used("dsm") == 0
+    assert app.extensions["tts_service"].slots.used("dsm") == 0
 
 
 def test_sessions_cannot_take_the_slots_http_needs(server):

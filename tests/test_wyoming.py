@@ -24,7 +24,7 @@ from wyoming.event import Event
 from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
 
-from tts_service.session import complete_sentences
+from tts_service.speech.session import complete_sentences
 
 HOLA = "Hola, soy Capibara6 con voz natural de Kyutai."
 HELLO = "Hello, I am a natural voice."
@@ -35,14 +35,15 @@ MAX_CHARS = 400
 def wyoming_app(tiny_env):
     """Spanish on the tiny Pocket TTS model, English and French on tiny DSM, Wyoming on a free port."""
     env = {**tiny_env, "TTS_ROUTES": "en=dsm,fr=dsm", "TTS_POCKET_LANGUAGES": "es",
-           "TTS_WYOMING_PORT": str(free_port()), "TTS_MAX_CHARS": str(MAX_CHARS)}
+           "TTS_WYOMING_PORT": str(free_port()), "TTS_MAX_CHARS": str(MAX_CHARS),
+           "TTS_SESSION_MAX_CHARS": str(MAX_CHARS)}
     with running_app(env, wyoming_host="127.0.0.1") as app:
         yield app
 
 
 @pytest.fixture
 def port(wyoming_app) -> int:
-    return wyoming_app.extensions["tts_settings"].wyoming_port
+    return wyoming_app.extensions["tts_service"].settings.wyoming_port
 
 
 def talk(coroutine):
@@ -101,7 +102,7 @@ def test_describe_lists_every_voice_of_every_language(wyoming_app, port):
     program = info.tts[0]
     assert program.installed and program.version and program.supports_synthesize_streaming
     assert (program.attribution.name, program.attribution.url) == ("Kyutai", "https://kyutai.org")
-    router = wyoming_app.extensions["tts_router"]  # what GET /voices lists
+    router = wyoming_app.extensions["tts_service"].router  # what GET /voices lists
     expected = {(language, f"{language}:{voice}") for language, route in router.routes.items()
                 for voice in route.engine.voices(language)[0]}
     assert ("es", "es:tiny-es") in expected and ("fr", "fr:tiny-voice") in expected
@@ -236,7 +237,7 @@ def test_streamed_text_over_the_limit_is_refused_and_the_stream_ends(port):
 
 
 def test_four_clients_at_once_share_the_batching_worker(wyoming_app, port):
-    dsm = wyoming_app.extensions["tts_router"].schedulers["dsm"]
+    dsm = wyoming_app.extensions["tts_service"].router.schedulers["dsm"]
     before = dict(dsm.stats.batch_sizes)
 
     async def one(voice):
@@ -253,7 +254,7 @@ def test_four_clients_at_once_share_the_batching_worker(wyoming_app, port):
 
 
 def test_a_client_that_leaves_frees_its_slot(wyoming_app, port):
-    dsm = wyoming_app.extensions["tts_router"].schedulers["dsm"]
+    dsm = wyoming_app.extensions["tts_service"].router.schedulers["dsm"]
     cancelled = dsm.stats.cancelled
 
     async def leave_after_first_audio():
@@ -271,7 +272,7 @@ def test_a_client_that_leaves_frees_its_slot(wyoming_app, port):
 
 
 def test_a_client_that_leaves_mid_stream_frees_its_slots(wyoming_app, port):
-    dsm = wyoming_app.extensions["tts_router"].schedulers["dsm"]
+    dsm = wyoming_app.extensions["tts_service"].router.schedulers["dsm"]
     cancelled = dsm.stats.cancelled
 
     async def leave_mid_stream():
@@ -325,7 +326,7 @@ def test_a_port_in_use_fails_at_start(tiny_env):
                                       "TTS_WYOMING_PORT": str(taken.getsockname()[1]),
                                       "TTS_WYOMING_HOST": "127.0.0.1"})
         with pytest.raises(ConfigError, match="TTS_WYOMING_PORT"):
-            create_app(settings)
+            create_app(settings).extensions["tts_service"].start()
 
 
 def test_zeroconf_without_its_package_fails_at_start_with_what_to_do(tiny_env, monkeypatch):
@@ -333,7 +334,7 @@ def test_zeroconf_without_its_package_fails_at_start_with_what_to_do(tiny_env, m
     settings = Settings.from_env({**tiny_env, "TTS_ROUTES": "en=dsm", "TTS_POCKET_LANGUAGES": "",
                                   "TTS_WYOMING_PORT": str(free_port()), "TTS_WYOMING_ZEROCONF": "true"})
     with pytest.raises(ConfigError, match="pip install zeroconf"):
-        create_app(settings)
+        create_app(settings).extensions["tts_service"].start()
 
 
 @pytest.mark.parametrize("value, port", [("", 0), ("0", 0), ("10200", 10200)])

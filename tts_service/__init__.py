@@ -2,52 +2,32 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Flask
 
 from . import openapi, security
-from .cache import AudioCache
 from .config import Settings
-from .metrics import Metrics
 from .errors import register_error_handlers
-from .routing import Router
+from .service import Service, get_service
 
-logger = logging.getLogger(__name__)
+__all__ = ["create_app", "get_service", "Service"]
 
 
-def create_app(settings: Settings | None = None, *, start: bool = True, **overrides: Any) -> Flask:
-    """Build the Flask app; with `start`, the workers start (and load models when preloading)."""
-    settings = settings or Settings.from_env(**overrides)
+def create_app(settings: Settings | None = None, *, service: Service | None = None, **overrides: Any) -> Flask:
+    """Build the Flask app around a service; nothing starts here (see `Service.start`)."""
+    settings = service.settings if service is not None else settings or Settings.from_env(**overrides)
+    service = service or Service(settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    app.extensions["tts_settings"] = settings
-    app.extensions["tts_cache"] = AudioCache(settings.cache_bytes) if settings.cache_bytes else None
-    metrics = Metrics()
-    app.extensions["tts_metrics"] = metrics
-    router = Router(settings, metrics=metrics)
-    app.extensions["tts_router"] = router
+    app.extensions["tts_service"] = service
     register_error_handlers(app)
-    app.extensions["tts_limiter"] = security.install(app, settings, metrics)
-    metrics.install(app)
+    service.metrics.install(app)
 
-    from .routes import health, openai as openai_routes, stream, tts, voices, web
-    app.register_blueprint(health.bp)
-    app.register_blueprint(web.bp)
-    app.register_blueprint(openai_routes.bp)
-    app.register_blueprint(voices.bp)
-    app.register_blueprint(tts.bp)
-    app.register_blueprint(stream.bp)
-    app.register_blueprint(openapi.bp)
-    from .routes import websocket
-    app.register_blueprint(websocket.bp)
-
-    if start:
-        if settings.wyoming_port:
-            from .session import session_slots
-            from .wyoming import install as install_wyoming
-            app.extensions["tts_wyoming"] = install_wyoming(settings, router, session_slots(app))
-        router.start()
+    # kyutai and ws_json add their routes to the shared WebSocket blueprint (one key check, one budget).
+    from .routes import health, kyutai, openai as openai_routes, stream, tts, voices, web, websocket, ws_json  # noqa: F401
+    for blueprint in (health.bp, web.bp, openai_routes.bp, voices.bp, tts.bp, stream.bp, openapi.bp, websocket.bp):
+        app.register_blueprint(blueprint)
+    security.install(app, settings, service.metrics)  # after the blueprints: it budgets them by name
     return app

@@ -111,6 +111,20 @@ def _rate_limit(value: str) -> str:
     return value.strip()
 
 
+def _wyoming_uri(value: str) -> str:
+    """A tcp:// or unix:// URI as the wyoming package's servers read it, or empty."""
+    value = value.strip()
+    if not value:
+        return ""
+    if value.startswith("unix://") and len(value) > len("unix://"):
+        return value
+    if value.startswith("tcp://"):
+        host, _, port = value[len("tcp://"):].rpartition(":")
+        if host and port.isdigit() and 0 < int(port) < 65536:
+            return value
+    raise ValueError("must look like tcp://0.0.0.0:10200 or unix:///run/kyutai-tts/wyoming.sock")
+
+
 def _optional(value: str) -> str:
     """A string where empty means "none" (e.g. no log file)."""
     return value.strip()
@@ -236,6 +250,10 @@ class Settings:
     wyoming_host: str = _setting("TTS_WYOMING_HOST", "", _optional,
                                  doc="Address the Wyoming server listens on; empty: the same as HOST. "
                                      "Keep it on the local network: Wyoming has no authentication.")
+    wyoming_uri: str = _setting("TTS_WYOMING_URI", "", _wyoming_uri,
+                                "Where the Wyoming server listens, as a URI: tcp://HOST:PORT or "
+                                "unix:///path/to/socket (a Home Assistant add-on on the same machine); "
+                                "overrides TTS_WYOMING_PORT and TTS_WYOMING_HOST; empty: those two.")
     wyoming_zeroconf: bool = _setting("TTS_WYOMING_ZEROCONF", False, _bool,
                                       "Announce the Wyoming server over mDNS (_wyoming._tcp) for Home Assistant "
                                       "discovery; needs the zeroconf package.")
@@ -264,6 +282,15 @@ class Settings:
     def validate(self) -> None:
         if self.dsm_n_q > 32:
             raise ConfigError(f"TTS_DSM_N_Q={self.dsm_n_q} is invalid: Kyutai DSM models have at most 32 codebooks")
+
+    def resolved_wyoming_uri(self) -> str:
+        """Where the Wyoming server listens; empty when it is off."""
+        if self.wyoming_uri:
+            return self.wyoming_uri
+        if not self.wyoming_port:
+            return ""
+        host = self.wyoming_host or self.host
+        return f"tcp://{host}:{self.wyoming_port}"
 
     def resolved_device(self) -> str:
         """The torch device to use: CUDA when present unless configured otherwise."""

@@ -8,6 +8,9 @@ import uuid
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from .speech import refusals
+from .speech.refusals import Refusal
+
 logger = logging.getLogger(__name__)
 
 
@@ -20,6 +23,22 @@ class ApiError(Exception):
         self.message = message
         self.headers = headers or {}
         self.extra = extra
+
+
+# A refusal's kind as an HTTP status; 503 and 500 tell the browser client to use its fallback voice.
+HTTP_STATUS = {refusals.BAD_REQUEST: 400, refusals.TOO_LARGE: 413, refusals.UNKNOWN_VOICE: 400,
+               refusals.NOTHING_TO_SAY: 400, refusals.BUSY: 503, refusals.UNAVAILABLE: 503,
+               refusals.TIMED_OUT: 503, refusals.INTERNAL: 500}
+
+
+def api_error(refusal: Refusal) -> ApiError:
+    """The HTTP answer for a refusal, by the table above."""
+    status = HTTP_STATUS[refusal.kind]
+    headers = {"Retry-After": str(refusal.retry_after)} if refusal.retry_after and status == 503 else None
+    extra = dict(refusal.details)
+    if status >= 500:
+        extra["fallback"] = True
+    return ApiError(status, refusal.message, headers=headers, **extra)
 
 
 def bad_request(message: str, **extra) -> ApiError:
@@ -65,6 +84,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError):
         return error_response(error)
+
+    @app.errorhandler(Refusal)
+    def _refusal(refusal: Refusal):
+        return error_response(api_error(refusal))
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):

@@ -25,8 +25,9 @@ HELP = (
 UNREACHABLE_HELP = (
     "To fix it: let this machine (or container) reach {endpoint} over HTTPS (through HTTPS_PROXY if "
     "it needs a proxy); or download the models where there is network with "
-    "`python scripts/download_models.py`, copy that Hugging Face cache into this machine's HF_HOME "
-    "({cache}) and set HF_HUB_OFFLINE=1; or point the setting at a local directory that holds the files."
+    "`python scripts/download_models.py`, copy that machine's Hugging Face cache "
+    "(~/.cache/huggingface/hub by default) to {cache} here and set HF_HUB_OFFLINE=1; or point the "
+    "setting at a local directory that holds the files."
 )
 
 

@@ -88,5 +88,5 @@ class Metrics:
 
         @app.get("/metrics")
         def metrics():
-            self.refresh(app.extensions["tts_router"])
+            self.refresh(app.extensions["tts_service"].router)
             return Response(generate_latest(self.registry), mimetype=CONTENT_TYPE_LATEST)

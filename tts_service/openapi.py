@@ -56,8 +56,8 @@ def build_spec(app) -> dict:
     from .routes.stream import STREAM_FORMATS
     from .routes.tts import TTS_FORMATS
 
-    settings = app.extensions["tts_settings"]
-    router = app.extensions["tts_router"]
+    service = app.extensions["tts_service"]
+    settings, router = service.settings, service.router
     rules = {rule.rule for rule in app.url_map.iter_rules()}
     # Custom voice names are the owner's business: with a key set, only a request that has it sees them.
     voices = _common_voices(router) if may_see_details() else []

@@ -60,7 +60,6 @@ class Router:
             cuda = settings.resolved_device().startswith("cuda")
         self.routes_config = default_routes(settings, cuda)
         self.schedulers: dict[str, Scheduler] = {}
-        self._before_stop: list = []
         self.routes: dict[str, Route] = {}
         # Pocket TTS languages outside this set load on their first request and unload when idle.
         self.preload_languages = set(settings.pocket_preload_languages
@@ -97,13 +96,7 @@ class Router:
         for key, scheduler in self.schedulers.items():
             scheduler.start(preload=self.settings.preload and key not in self.lazy)
 
-    def before_stop(self, callback) -> None:
-        """Run `callback(timeout)` when the service stops, before the workers: other doors close first."""
-        self._before_stop.append(callback)
-
     def stop(self, timeout: float | None = None) -> None:
-        for callback in self._before_stop:
-            callback(timeout)
         for scheduler in self.schedulers.values():
             scheduler.stop(timeout)
 

@@ -228,10 +228,10 @@ class Scheduler:
         return len(self.engine.active_jobs()) if self.engine.is_loaded else 0
 
     # -- requests --------------------------------------------------------------------------
-    def prepare(self, request: SynthesisRequest) -> None:
-        """Do the request's own work in the caller's thread (voice, text rules, tokens).
+    def check_available(self) -> None:
+        """Raise EngineUnavailableError while the model is loading, after a failed load, or at shutdown.
 
-        Raises the engine's RequestError for what the client sent, or EngineUnavailableError."""
+        A model that loads on its first request is available: that request waits for it."""
         if not self._accepting:
             raise EngineUnavailableError("the service is shutting down")
         state = self.engine.state
@@ -239,6 +239,12 @@ class Scheduler:
             raise EngineUnavailableError(f"model failed to load: {self.engine.error}")
         if state == "loading" and self._preload:
             raise EngineUnavailableError("model is still loading", loading=True)
+
+    def prepare(self, request: SynthesisRequest) -> None:
+        """Do the request's own work in the caller's thread (voice, text rules, tokens).
+
+        Raises the engine's RequestError for what the client sent, or EngineUnavailableError."""
+        self.check_available()
         try:
             with self._use_lock:
                 self._last_used = time.monotonic()

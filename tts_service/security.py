@@ -73,7 +73,7 @@ def is_synthesis() -> bool:
 
 def may_see_details() -> bool:
     """Without a key everything is public; with one, details need it (checked in `_authenticate`)."""
-    return not current_app.extensions["tts_settings"].api_key or bool(g.get("key_ok"))
+    return not current_app.extensions["tts_service"].settings.api_key or bool(g.get("key_ok"))
 
 
 # -- what open answers and log lines may contain -----------------------------------------------
@@ -178,12 +178,13 @@ def install(app: Flask, settings: Settings, metrics=None) -> Limiter:
                       default_limits_exempt_when=lambda: is_open() or is_synthesis(),
                       enabled=bool(settings.rate_limit))
     if settings.rate_limit:
-        from .routes import openai as openai_routes, stream, tts, websocket as websocket_routes
-
+        # Call `install` after the blueprints are registered: the budget is applied to them by name.
         budget = limiter.shared_limit(settings.rate_limit, scope="synthesis", override_defaults=False,
                                       exempt_when=lambda: request.method == "OPTIONS" or not is_synthesis())
-        for blueprint in (tts.bp, stream.bp, openai_routes.bp, websocket_routes.bp):
-            budget(blueprint)
+        synthesis_blueprints = SYNTHESIS_BLUEPRINTS | {endpoint.split(".")[0] for endpoint in SYNTHESIS_ENDPOINTS}
+        for name, blueprint in app.blueprints.items():
+            if name in synthesis_blueprints:
+                budget(blueprint)
 
     @app.after_request
     def _access_log(response: Response) -> Response:

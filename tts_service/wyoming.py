@@ -9,9 +9,10 @@ one `audio-start` ... `audio-stop`, then `synthesize-stopped`. The session's aud
 usable. Routes, voices, limits and schedulers are the service's own, so Wyoming requests batch
 with everything else.
 
-Built on the `wyoming` package's own events and `AsyncTcpServer` / `AsyncEventHandler` (one
-handler per connection). Its asyncio loop runs in a daemon thread; text is handed to the session
-off the loop, and the session's callbacks come back with `call_soon_threadsafe`.
+Built on the `wyoming` package's own events and server (`AsyncServer.from_uri`: tcp:// and
+unix://) with one `AsyncEventHandler` per connection. Its asyncio loop runs in a daemon thread;
+text is handed to the session off the loop, and the session's events come back with
+`call_soon_threadsafe`. Refusals are `error` events whose code comes from one table.
 What a streaming server must answer (and that Home Assistant also sends the whole text as a plain
 `synthesize` inside the stream, for older servers) was learned from the package's README,
 `wyoming/tts.py`, Home Assistant's `components/wyoming/tts.py` and wyoming-piper's `handler.py`.
@@ -33,29 +34,27 @@ with warnings.catch_warnings():
 from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Attribution, Describe, Info, TtsProgram, TtsVoice
-from wyoming.server import AsyncEventHandler, AsyncTcpServer
+from wyoming.server import AsyncEventHandler, AsyncServer, AsyncTcpServer
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
 
 from . import audio
-from .config import ConfigError, Settings
-from .engines.base import UnknownVoiceError
-from .routing import Route, Router, UnsupportedLanguageError, normalize_language
+from .config import ConfigError
+from .routing import Router, normalize_language
 from .security import public_model_id
-from .session import CallbackListener, Session, SessionError, SessionSlots
-from .synthesis import prepare_text
+from .speech import refusals
+from .speech.events import Audio, Done, Error as ErrorEvent
+from .speech.refusals import Refusal
+from .speech.session import Session, SpeechRequest
 
 logger = logging.getLogger(__name__)
 
 KYUTAI = Attribution(name="Kyutai", url="https://kyutai.org")
 PROGRAM_VERSION = "1.0.0"  # the service's API version, as in openapi.py
-
-
-class WyomingRequestError(ValueError):
-    """What the client sent cannot be spoken; answered with an `error` event, the connection stays open."""
-
-    def __init__(self, message: str, code: str = "bad-request"):
-        super().__init__(message)
-        self.code = code
+# A refusal's kind as the code of Wyoming's `error` event.
+ERROR_CODES = {refusals.BAD_REQUEST: "bad-request", refusals.TOO_LARGE: "too-long",
+               refusals.UNKNOWN_VOICE: "unknown-voice", refusals.NOTHING_TO_SAY: "nothing-to-say",
+               refusals.BUSY: "busy", refusals.UNAVAILABLE: "unavailable", refusals.TIMED_OUT: "timeout",
+               refusals.INTERNAL: "internal"}
 
 
 def describe(router: Router) -> Info:
@@ -81,67 +80,37 @@ def voice_id(language: str, name: str) -> str:
     return f"{language}:{name}"
 
 
-def resolve_voice(router: Router, settings: Settings, voice: dict | None) -> tuple[Route, str | None]:
-    """The route and voice for Wyoming's `voice` ({name, language, speaker}); speakers are ignored.
+def speech_request(router: Router, voice, text: str | None, clean: bool, streamed: bool = False) -> SpeechRequest:
+    """Wyoming's `voice` ({name, language, speaker}; speakers are ignored) as the core's request.
 
-    `name` is a name from `describe` ("es:tiny-es"), or a bare name from GET /voices, spoken in
-    `language` when given, else in the default language when it has that voice, else in the first
-    language that does. With only `language`, its default voice."""
+    `name` is a name from `describe` ("es:tiny-es"), whose prefix is its language, or a bare name
+    from GET /voices, resolved by the core's one rule."""
     voice = voice if isinstance(voice, dict) else {}
     name, language = voice.get("name"), voice.get("language")
     if name is not None and (not isinstance(name, str) or not name.strip()):
-        raise WyomingRequestError("voice 'name' must be a non-empty string; 'describe' lists the voices.")
+        raise Refusal(refusals.BAD_REQUEST, "voice 'name' must be a non-empty string; 'describe' lists the voices.")
     if language is not None and (not isinstance(language, str) or not language.strip()):
-        raise WyomingRequestError("voice 'language' must be a language code such as 'es' or 'en'.")
-    if language is not None:
-        language = normalize_language(language)
+        raise Refusal(refusals.BAD_REQUEST, "voice 'language' must be a language code such as 'es' or 'en'.")
     if name:
-        name = name.strip()
-        prefix, _, bare = name.partition(":")
-        if bare and normalize_language(prefix) in router.routes and (language is None or
-                                                                     normalize_language(prefix) == language):
-            return _checked(router, normalize_language(prefix), bare)
-        if language is not None:
-            return _checked(router, language, name)
-        speaking = [lang for lang, route in sorted(router.routes.items()) if name in route.engine.voices(lang)[0]]
-        if not speaking:
-            valid = [voice_id(lang, v) for lang, route in sorted(router.routes.items())
-                     for v in route.engine.voices(lang)[0]]
-            raise WyomingRequestError(f"Unknown voice {name!r}. Valid voices: {', '.join(valid) or 'none'}.")
-        return _checked(router, settings.default_language if settings.default_language in speaking
-                        else speaking[0], name)
-    return _checked(router, language or settings.default_language, None)
-
-
-def _checked(router: Router, language: str, name: str | None) -> tuple[Route, str | None]:
-    try:
-        route = router.route(language)
-    except UnsupportedLanguageError as exc:
-        raise WyomingRequestError(str(exc)) from None
-    if name is not None:
-        names, _ = route.engine.voices(language)
-        if name not in names:
-            raise WyomingRequestError(str(UnknownVoiceError(name, [voice_id(language, n) for n in names])))
-    return route, name
+        prefix, _, bare = name.strip().partition(":")
+        if bare and normalize_language(prefix) in router.routes and (
+                language is None or normalize_language(prefix) == normalize_language(language)):
+            name, language = bare, prefix
+    return SpeechRequest(text=text, streamed=streamed, language=language, voice=name or None, clean=clean)
 
 
 def error_event(exc: BaseException) -> Error:
-    """The Wyoming error for a refused request; anything unexpected is logged and said plainly."""
-    if isinstance(exc, WyomingRequestError):
-        return Error(text=str(exc), code=exc.code)
-    if isinstance(exc, SessionError):
-        return session_error(str(exc))
+    """The Wyoming error for a refusal; anything unexpected is logged and said plainly."""
+    if isinstance(exc, Refusal):
+        language, valid = exc.details.get("language"), exc.details.get("valid_voices")
+        if exc.kind == refusals.UNKNOWN_VOICE and language and valid is not None:
+            # Home Assistant knows the voices by their Wyoming names.
+            names = ", ".join(voice_id(language, name) for name in valid) or "none"
+            return Error(text=f"{exc.message.split('. Valid voices:')[0]}. Valid voices: {names}.",
+                         code=ERROR_CODES[exc.kind])
+        return Error(text=exc.message, code=ERROR_CODES[exc.kind])
     logger.error("wyoming request failed: %s", exc, exc_info=exc)
     return Error(text="Internal error while synthesizing; see the server log.", code="internal")
-
-
-def session_error(message: str) -> Error:
-    """A session's message (already safe to show) with a code Home Assistant can log."""
-    for start, code in (("no free channels", "busy"), ("speech model unavailable", "unavailable"),
-                        ("synthesis timed out", "timeout"), ("synthesis failed", "internal")):
-        if message.startswith(start):
-            return Error(text=message, code=code)
-    return Error(text=message, code="bad-request")
 
 
 async def _off_loop(function, *args):
@@ -150,11 +119,12 @@ async def _off_loop(function, *args):
 
 
 class Speech:
-    """One synthesis as a Session: its audio crosses from the session's thread to the loop as Wyoming events."""
+    """One synthesis as a Session: its events cross from the session's thread to the loop."""
 
-    def __init__(self, handler: "WyomingHandler", route: Route, voice: str | None, clean: bool):
-        self.handler, self.route, self.voice = handler, route, voice
-        self.rate = route.engine.sample_rate
+    def __init__(self, handler: "WyomingHandler", request: SpeechRequest):
+        self.handler, self.request = handler, request
+        self.whole = not request.streamed
+        self.rate = 0
         self.chars = 0
         self.samples = 0
         self.audio_started = False
@@ -163,77 +133,79 @@ class Speech:
         self._loop = asyncio.get_running_loop()
         self._events: asyncio.Queue = asyncio.Queue()
         self._relay: asyncio.Task | None = None
-        listener = CallbackListener(lambda pcm: self._put("audio", pcm), lambda word, start, stop: None,
-                                    lambda duration: self._put("done", None), lambda text: self._put("error", text))
-        self.session = Session(route, handler.server.settings, listener, voice=voice, voice_fallback=False,
-                               clean=clean, slots=handler.server.slots)
+        self.session = Session(handler.server.service, request, self._put)
 
-    def _put(self, kind: str, payload) -> None:
+    def _put(self, event) -> None:
         try:
-            self._loop.call_soon_threadsafe(self._events.put_nowait, (kind, payload))
+            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
         except RuntimeError:  # the loop is closed: the server stopped and nobody reads this any more
             pass
 
     async def start(self) -> None:
-        """Check the voice and open the session; raises SessionError."""
+        """Resolve the voice and open the session (a whole text is queued); raises a Refusal."""
         await _off_loop(self.session.start)
+        self.rate = self.session.sample_rate
+        self.chars = len(self.request.text or "")
         self._relay = asyncio.create_task(self._forward(), name="wyoming audio")
         # A client that leaves never awaits the task: take its outcome so asyncio does not log it.
         self._relay.add_done_callback(lambda task: task.cancelled() or task.exception())
 
-    async def add(self, text: str) -> None:
+    async def add(self, text) -> None:
         """More text, prepared off the loop; a refusal ends this synthesis with an error."""
         if self.failed:
             return
+        if not isinstance(text, str):
+            return await self.fail(Refusal(refusals.BAD_REQUEST, "synthesize-chunk needs 'text', a string."))
         self.chars += len(text)
         try:
             await _off_loop(self.session.add_text, text)
-        except SessionError as exc:
-            await self.fail(session_error(str(exc)))
+        except Refusal as refusal:
+            await self.fail(refusal)
 
     async def _forward(self) -> None:
         """Audio as the session makes it, `audio-start` before the first chunk; an error said at once."""
         while True:
-            kind, payload = await self._events.get()
-            if kind == "audio":
+            event = await self._events.get()
+            if isinstance(event, Audio):
                 if not self.audio_started:
                     await self._audio_start()
-                self.samples += len(payload)
+                self.samples += len(event.pcm)
                 await self.handler.write_event(AudioChunk(rate=self.rate, width=2, channels=1,
-                                                          audio=audio.to_pcm16(payload)).event())
-            elif kind == "done":
+                                                          audio=audio.to_pcm16(event.pcm)).event())
+            elif isinstance(event, Done):
                 return
-            else:
-                return await self.fail(session_error(payload))
+            elif isinstance(event, ErrorEvent):
+                return await self.fail(event.refusal)
 
     async def _audio_start(self) -> None:
         self.audio_started = True
         await self.handler.write_event(AudioStart(rate=self.rate, width=2, channels=1).event())
 
-    async def fail(self, error: Error) -> None:
+    async def fail(self, refusal: Refusal) -> None:
         """Say why once and stop speaking; the audio stream is still ended by `finish`."""
         if self.failed:
             return
         self.failed = True
         self.cancel()
-        await self.handler.write_event(error.event())
+        await self.handler.write_event(error_event(refusal).event())
 
-    async def finish(self, whole: bool = False) -> None:
+    async def finish(self) -> None:
         """No more text: speak the rest, then `audio-stop` (a whole text always gets its `audio-start`)."""
-        if not self.failed:
+        if not self.failed and not self.whole:
             try:
                 await _off_loop(self.session.end)
-            except SessionError as exc:
-                await self.fail(session_error(str(exc)))
+            except Refusal as refusal:
+                await self.fail(refusal)
         if not self.failed and self._relay is not None:
             await self._relay
-        if whole and not self.failed and not self.audio_started:
+        if self.whole and not self.failed and not self.audio_started:
             await self._audio_start()
         if self.audio_started:
             await self.handler.write_event(AudioStop().event())
         logger.info("wyoming %s %s voice=%s: %d characters, %.2f s of audio in %.2f s",
-                    "synthesize" if whole else "text stream", self.route.language, self.voice or "default",
-                    self.chars, self.samples / self.rate, time.monotonic() - self.began)
+                    "synthesize" if self.whole else "text stream", self.session.route.language,
+                    self.session.voice or "default", self.chars, self.samples / max(self.rate, 1),
+                    time.monotonic() - self.began)
 
     def cancel(self) -> None:
         """The client left or the synthesis failed: the session drops its jobs and frees its slot."""
@@ -259,8 +231,6 @@ class WyomingHandler(AsyncEventHandler):
         except ConnectionError:
             return False
         except Exception as exc:
-            if not isinstance(exc, (WyomingRequestError, SessionError)):
-                logger.exception("wyoming event %r failed", event.type)
             try:
                 await self.write_event(error_event(exc).event())
             except ConnectionError:
@@ -270,15 +240,14 @@ class WyomingHandler(AsyncEventHandler):
     async def _dispatch(self, event: Event) -> None:
         text = event.data.get("text")
         if Describe.is_type(event.type):
-            await self.write_event((await _off_loop(describe, self.server.router)).event())
+            await self.write_event((await _off_loop(describe, self.server.service.router)).event())
         elif SynthesizeStart.is_type(event.type):
             await self._start_stream(event.data.get("voice"))
         elif SynthesizeChunk.is_type(event.type):
             if not self.streaming:
-                raise WyomingRequestError("synthesize-chunk must come between synthesize-start and synthesize-stop.")
+                raise Refusal(refusals.BAD_REQUEST,
+                              "synthesize-chunk must come between synthesize-start and synthesize-stop.")
             self.got_chunks = True
-            if self.stream is not None and not isinstance(text, str):
-                await self.stream.fail(Error(text="synthesize-chunk needs 'text', a string.", code="bad-request"))
             await self._stream_text(text)
         elif Synthesize.is_type(event.type):
             if not self.streaming:
@@ -288,7 +257,7 @@ class WyomingHandler(AsyncEventHandler):
                 await self._stream_text(text)
         elif SynthesizeStop.is_type(event.type):
             if not self.streaming:
-                raise WyomingRequestError("synthesize-stop without synthesize-start.")
+                raise Refusal(refusals.BAD_REQUEST, "synthesize-stop without synthesize-start.")
             await self._stop_stream()
         # Other events are not for a TTS server; Wyoming servers ignore what they do not handle.
 
@@ -298,20 +267,15 @@ class WyomingHandler(AsyncEventHandler):
             await self.write_event(Error(text="synthesize-start arrived before the previous stream's "
                                          "synthesize-stop; the previous stream was dropped.", code="bad-request").event())
         self.streaming, self.got_chunks, self.stream = True, False, None
-        route, voice = await _off_loop(resolve_voice, self.server.router, self.server.settings, voice)
-        speech = Speech(self, route, voice, clean=self.server.settings.clean_text)
+        service = self.server.service
+        speech = Speech(self, speech_request(service.router, voice, None, service.settings.clean_text, streamed=True))
         await speech.start()
         self.stream = speech
 
     async def _stream_text(self, text) -> None:
         speech = self.stream
-        if speech is None or speech.failed or not isinstance(text, str):
-            return
-        limit = self.server.settings.max_chars
-        if speech.chars + len(text) > limit:
-            return await speech.fail(Error(text=f"The streamed text has {speech.chars + len(text)} characters; "
-                                           f"the limit is {limit}.", code="too-long"))
-        await speech.add(text)
+        if speech is not None:
+            await speech.add(text)
 
     async def _stop_stream(self) -> None:
         """`synthesize-stop`: speak the rest, end the audio and answer `synthesize-stopped`."""
@@ -325,23 +289,11 @@ class WyomingHandler(AsyncEventHandler):
 
     async def _synthesize(self, text, voice) -> None:
         """A whole text, checked and cleaned as over HTTP, spoken by one session."""
-        settings = self.server.settings
-        if not isinstance(text, str):
-            raise WyomingRequestError("synthesize needs 'text', a string.")
-        if not text.strip():
-            raise WyomingRequestError("The text is empty.")
-        if len(text) > settings.max_chars:
-            raise WyomingRequestError(f"The text has {len(text)} characters; the limit is {settings.max_chars}. "
-                                      "Split it into several requests.", code="too-long")
-        route, voice = await _off_loop(resolve_voice, self.server.router, settings, voice)
-        spoken = await _off_loop(prepare_text, text, route.language, settings.clean_text)
-        if not any(char.isalnum() for char in spoken):
-            raise WyomingRequestError("The text has nothing speakable once markup and symbols are removed.")
-        speech = self.speech = Speech(self, route, voice, clean=False)
+        service = self.server.service
+        speech = self.speech = Speech(self, speech_request(service.router, voice, text, service.settings.clean_text))
         try:
             await speech.start()
-            await speech.add(spoken)
-            await speech.finish(whole=True)
+            await speech.finish()
         finally:
             speech.cancel()
             self.speech = None
@@ -359,16 +311,18 @@ class WyomingHandler(AsyncEventHandler):
 
 
 class WyomingServer:
-    """The Wyoming TCP server and the asyncio loop it runs on, in a daemon thread."""
+    """The Wyoming server (tcp:// or unix://) and the asyncio loop it runs on, in a daemon thread.
 
-    def __init__(self, settings: Settings, router: Router, slots: SessionSlots | None = None):
-        self.settings, self.router, self.slots = settings, router, slots
-        self.host = settings.wyoming_host or settings.host
-        self.port = settings.wyoming_port
+    Its syntheses are sessions like the WebSockets' and share their slots."""
+
+    def __init__(self, service):
+        self.service = service
+        self.settings = service.settings
+        self.uri = self.settings.resolved_wyoming_uri()
         self.handlers: set[WyomingHandler] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._server: AsyncTcpServer | None = None
+        self._server: AsyncServer | None = None
         self._zeroconf = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -393,10 +347,9 @@ class WyomingServer:
             error, self._error = self._error, None
             if isinstance(error, ConfigError):
                 raise error
-            raise ConfigError(f"TTS_WYOMING_PORT={self.port}: cannot listen on {self.host}:{self.port}: "
-                              f"{error}") from None
-        logger.info("Wyoming server on tcp://%s:%d%s", self.host, self.port,
-                    " (announced over mDNS)" if self._zeroconf is not None else "")
+            raise ConfigError(f"Wyoming: cannot listen on {self.uri} (TTS_WYOMING_URI, or TTS_WYOMING_HOST and "
+                              f"TTS_WYOMING_PORT): {error}") from None
+        logger.info("Wyoming server on %s%s", self.uri, " (announced over mDNS)" if self._zeroconf is not None else "")
 
     def _run(self) -> None:
         loop = self._loop
@@ -422,10 +375,10 @@ class WyomingServer:
             loop.close()
 
     async def _open(self) -> None:
-        self._server = AsyncTcpServer(self.host, self.port)
+        self._server = AsyncServer.from_uri(self.uri)
         await self._server.start(self._handler)
-        if self.settings.wyoming_zeroconf:
-            self._zeroconf = await _announce(self.host, self.port)
+        if self.settings.wyoming_zeroconf and isinstance(self._server, AsyncTcpServer):
+            self._zeroconf = await _announce(self._server.host, self._server.port)
 
     async def _close(self) -> None:
         for handler in list(self.handlers):
@@ -486,15 +439,3 @@ async def _announce(host: str, port: int):
     zeroconf = zeroconf_asyncio.AsyncZeroconf()
     await zeroconf.async_register_service(service)
     return zeroconf, service
-
-
-def install(settings: Settings, router: Router, slots: SessionSlots | None = None) -> WyomingServer | None:
-    """Start the Wyoming server when TTS_WYOMING_PORT is set; it stops first whenever the router stops.
-
-    Its syntheses are sessions like the WebSockets' and share their slots (`slots`)."""
-    if not settings.wyoming_port:
-        return None
-    server = WyomingServer(settings, router, slots)
-    server.start()
-    router.before_stop(lambda timeout: server.stop(timeout=10.0 if timeout is None else min(timeout, 10.0)))
-    return server

@@ -52,12 +52,13 @@ def service(tiny_env):
 
     app = create_app(Settings.from_env({**tiny_env, "TTS_ROUTES": "en=dsm,es=pocket", "TTS_POCKET_LANGUAGES": "es",
                                         "TTS_DEFAULT_LANGUAGE": "es", "TTS_MAX_AUDIO_SECONDS": "4"}))
+    app.extensions["tts_service"].start()
     wait_ready(app.test_client())
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}", server
     server.shutdown()
-    app.extensions["tts_router"].stop(timeout=30)
+    app.extensions["tts_service"].stop(timeout=30)
 
 
 @pytest.fixture(scope="module")

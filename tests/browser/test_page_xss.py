@@ -96,7 +96,7 @@ def page_server():
     from tts_service import create_app
     from tts_service.config import Settings
 
-    app = create_app(Settings.from_env({"TTS_LOG_FILE": ""}), start=False)
+    app = create_app(Settings.from_env({"TTS_LOG_FILE": ""}))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}"

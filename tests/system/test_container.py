@@ -120,48 +120,68 @@ class Container:
             self.process.wait(30)
 
 
-@pytest.fixture(scope="module")
-def service(image, tmp_path_factory):
-    """The image's own command (its CMD), serving the tiny models built inside the container."""
-    tmp = tmp_path_factory.mktemp("container")
+def start_container(tmp: Path, settings: dict[str, str], tiny_models: bool) -> Container:
+    """Run the image's own command (its CMD) in a new container, host folders as its volumes.
+
+    With `tiny_models`, the tiny models are built inside the container first and their settings
+    read, so that the CMD then runs as it would."""
+    tmp.mkdir(parents=True, exist_ok=True)
     volumes = {}
     for name in ("huggingface", "voices"):
         folder = tmp / name
         folder.mkdir()
         os.chown(folder, UID, UID)
         volumes[name] = folder
-    config = image_inspect(IMAGE)["Config"]
-    name = f"kyutai-tts-test-{os.getpid()}"
+    name = f"kyutai-tts-test-{os.getpid()}-{tmp.name}"
     subprocess.run(["buildah", "rm", name], capture_output=True)
     subprocess.run(["buildah", "from", "--pull=never", "--name", name, IMAGE], check=True, capture_output=True)
     port = free_port()
-    log = tmp / "container.log"
-    settings = {"HOST": "127.0.0.1", "PORT": str(port), "HF_HUB_OFFLINE": "1", "TTS_TORCH_COMPILE": "off",
-                "TTS_RATE_LIMIT": "", "TTS_HTTP_THREADS": "16"}
-    # The tiny models' settings are read first, so that the image's CMD runs as it would.
-    start = 'python /app/scripts/make_tiny_models.py /tmp/tiny >/dev/null && set -a && . /tmp/tiny/env && set +a && exec "$@"'
+    prepare = ("python /app/scripts/make_tiny_models.py /tmp/tiny >/dev/null && set -a && . /tmp/tiny/env && set +a && "
+               if tiny_models else "")
+    settings = {"HOST": "127.0.0.1", "PORT": str(port), "TTS_TORCH_COMPILE": "off", "TTS_RATE_LIMIT": "",
+                "TTS_HTTP_THREADS": "16", **settings}
     command = ["buildah", "run", "--isolation=chroot", "--network=host",
                "-v", f"{volumes['huggingface']}:/data/huggingface", "-v", f"{volumes['voices']}:/data/voices",
-               *[f"--env={k}={v}" for k, v in settings.items()], name, "--", "sh", "-c", start, "sh", *config["Cmd"]]
+               *[f"--env={k}={v}" for k, v in settings.items()], name, "--",
+               "sh", "-c", prepare + 'exec "$@"', "sh", *image_inspect(IMAGE)["Config"]["Cmd"]]
+    log = tmp / "container.log"
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    container = Container(name, process, log, port)
+    return Container(name, process, log, port)
+
+
+def wait_health(container: Container, status: str, timeout: float = 300) -> dict:
+    """Poll /health until it reports `status`; the body."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert container.process.poll() is None, f"the container exited:\n{container.log.read_text()[-4000:]}"
+        container.pid = container.pid or (container.find_master() or 0)
+        with contextlib.suppress(requests.RequestException, ValueError):
+            body = requests.get(f"{container.base}/health", timeout=5).json()
+            if body["status"] == status:
+                assert container.pid, "gunicorn's master was not found under buildah run"
+                return body
+        time.sleep(0.5)
+    raise AssertionError(f"/health never said {status!r}:\n{container.log.read_text()[-4000:]}")
+
+
+@contextlib.contextmanager
+def removed_after(container: Container):
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            assert process.poll() is None, f"the container exited:\n{log.read_text()[-4000:]}"
-            container.pid = container.pid or (container.find_master() or 0)
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{container.base}/health", timeout=5).status_code == 200:
-                    break
-            time.sleep(0.5)
-        else:
-            raise AssertionError(f"the service in the container never became ready:\n{log.read_text()[-4000:]}")
-        assert container.pid, "gunicorn's master was not found under buildah run"
         yield container
     finally:
         container.stop()
-        subprocess.run(["buildah", "rm", name], capture_output=True)
+        subprocess.run(["buildah", "rm", container.name], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def service(image, tmp_path_factory):
+    """The image serving the tiny models, offline."""
+    container = start_container(tmp_path_factory.mktemp("container") / "tiny", {"HF_HUB_OFFLINE": "1"},
+                                tiny_models=True)
+    with removed_after(container):
+        wait_health(container, "ok")
+        yield container
 
 
 def test_image_runs_as_its_own_user_with_volumes_health_check_and_stop_signal(image):
@@ -245,6 +265,21 @@ def test_websocket_session_speaks_words_as_they_come(service):
     assert [e["word"] for e in events if e["type"] == "word"] == WORDS
     samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
     assert len(samples) > 2400 and rms(samples) > 1e-3
+
+
+def test_first_start_without_network_says_so_without_a_traceback(image, tmp_path):
+    """The real models, an empty cache volume, Hugging Face out of reach: a container's usual failure."""
+    closed = free_port()
+    settings = {"HF_ENDPOINT": f"http://127.0.0.1:{closed}", "TTS_DEVICE": "cpu", "TTS_ROUTES": "es=pocket",
+                "TTS_POCKET_LANGUAGES": "es", "TTS_POCKET_PRELOAD_LANGUAGES": "es", "TTS_DEFAULT_LANGUAGE": "es"}
+    with removed_after(start_container(tmp_path / "offline", settings, tiny_models=False)) as container:
+        body = wait_health(container, "error", timeout=180)
+        assert "Hugging Face cannot be reached" in body["error"] and f"127.0.0.1:{closed}" in body["error"]
+        assert requests.post(f"{container.base}/tts", json={"text": SPANISH}, timeout=30).status_code == 503
+    log = container.log.read_text()
+    # The way out names the image's cache volume.
+    assert "cannot be reached" in log and "to /data/huggingface/hub here" in log, log[-3000:]
+    assert "Traceback" not in log, log[-5000:]
 
 
 def test_sigterm_lets_a_stream_in_flight_finish_then_exits_cleanly(service):

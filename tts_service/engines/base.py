@@ -75,6 +75,16 @@ class WordTiming:
     end: float | None = None
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do, declared by the engine, so that nothing needs to know it by name."""
+
+    streams_text: bool = False  # takes words while it speaks (a session feeds one job as they come)
+    word_times: bool = False  # reports when each word is spoken
+    voice_cloning: bool = False  # makes a voice from a recording
+    side_by_side_pieces: bool = False  # a whole text is split into pieces generated in one batch
+
+
 @dataclass
 class EngineInfo:
     provider: str
@@ -94,6 +104,8 @@ class Engine(abc.ABC):
     """
 
     provider: str = ""
+    kind: str = ""  # the short name clients may ask for ("dsm", "pocket")
+    capabilities = Capabilities()
     frame_rate: float = 12.5
 
     def __init__(self) -> None:
@@ -154,6 +166,14 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def voices(self, language: str) -> tuple[list[str], str | None]:
         """The voice names that can be asked for in `language`, and the default one."""
+
+    def knows_voice(self, language: str, voice: str) -> bool:
+        """Whether `voice` can be asked for in `language` (checked before any work starts)."""
+        return voice in self.voices(language)[0]
+
+    def sampling(self) -> dict:
+        """The sampling settings that change its audio (part of the audio cache's key)."""
+        return {}
 
     # -- work ------------------------------------------------------------------------------
     def prepare(self, request: SynthesisRequest) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 from ..config import Settings
 from ..hub import ModelDownloadError, download, dsm_checkpoint_info, looks_like_path, repo_files
 from ..pauses import normalize_breaks
-from .base import (Engine, NothingToSayError, RequestError, SynthesisRequest, UnknownVoiceError,
+from .base import (Capabilities, Engine, NothingToSayError, RequestError, SynthesisRequest, UnknownVoiceError,
                    is_speaker_embedding)
 
 if TYPE_CHECKING:
@@ -67,6 +67,8 @@ class _Pending:
 
 class DsmEngine(Engine):
     provider = "Kyutai DSM TTS"
+    kind = "dsm"
+    capabilities = Capabilities(streams_text=True, word_times=True, side_by_side_pieces=True)
 
     def __init__(self, settings: Settings):
         super().__init__()
@@ -334,6 +336,13 @@ class DsmEngine(Engine):
             raise RequestError(f"a voice embedding must have shape [1, {conditioner.dim}, frames], got {list(shape)}")
         if not np.all(np.isfinite(embedding)):
             raise RequestError("a voice embedding must hold finite numbers")
+
+    def knows_voice(self, language: str, voice: str) -> bool:
+        return super().knows_voice(language, voice) or self.looks_like_repo_voice(voice)
+
+    def sampling(self) -> dict:
+        return {"temperature": self.settings.dsm_temperature, "n_q": self.settings.dsm_n_q,
+                "cfg": self.settings.dsm_cfg_coef}
 
     @staticmethod
     def looks_like_repo_voice(voice: str) -> bool:

@@ -123,6 +123,7 @@ class _Active:
 
 class PocketEngine(Engine):
     provider = "Kyutai Pocket TTS"
+    kind = "pocket"
 
     def __init__(self, settings: Settings, language: str):
         super().__init__()

@@ -7,9 +7,10 @@ a model loaded from a directory is named by the directory's last component.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from ..security import may_see_details, public_model_id, redact_paths
+from ..service import get_service
 
 bp = Blueprint("health", __name__)
 
@@ -48,8 +49,8 @@ def _details(router, settings) -> dict:
 
 @bp.get("/health")
 def health():
-    router = current_app.extensions["tts_router"]
-    settings = current_app.extensions["tts_settings"]
+    service = get_service()
+    router, settings = service.router, service.settings
     status = router.status()
     body = {"status": status}
     if may_see_details():

@@ -23,18 +23,20 @@ from __future__ import annotations
 
 import io
 import logging
-import queue
-from typing import Iterator
 
 import msgpack
 import numpy as np
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
-from .. import audio
 from ..errors import ApiError, bad_request
-from ..session import CallbackListener, CapacityError, Session, SessionError, choose_route, session_slots
-from .tts import json_body
-from .websocket import Channel, ProtocolError, authorized, bp, serve, upgrade
+from ..service import get_service
+from ..speech.events import Audio, Done, Error, Word
+from ..speech.refusals import Refusal
+from ..speech.session import Session, SpeechRequest
+from ..speech.voices import FALLBACK
+from .http import AudioStream, json_body
+from .stream import pcm_response
+from .websocket import Channel, authorized, bp, protocol_error, serve, upgrade
 
 logger = logging.getLogger(__name__)
 
@@ -162,42 +164,36 @@ def kyutai_streaming():
     if not authorized("auth_id", "api_key"):
         raise _unauthorized()
     query = _query()
-    router = current_app.extensions["tts_router"]
-    settings = current_app.extensions["tts_settings"]
-    slots = session_slots(current_app)
+    service = get_service()
+    speech = SpeechRequest(streamed=True, language=query["language"], voice=query["voice"], voice_policy=FALLBACK)
 
     def handler(ws) -> None:
         output = KyutaiOutput(query["format"])
-        channel = Channel(ws, lambda text: output.message({"type": "Error", "message": text}))
+        channel = Channel(ws, lambda refusal: output.message({"type": "Error", "message": refusal.message}))
 
-        def on_audio(pcm) -> None:
-            data = output.audio(pcm)
+        def send(data: bytes | None) -> None:
             if data is not None:
                 channel.send(data)
 
-        def on_word(word: str, start: float, stop: float) -> None:
-            data = output.message({"type": "Text", "text": word, "start_s": round(start, 3), "stop_s": round(stop, 3)})
-            if data is not None:
-                channel.send(data)
+        def on_event(event) -> None:
+            if isinstance(event, Audio):
+                send(output.audio(event.pcm))
+            elif isinstance(event, Word):
+                send(output.message({"type": "Text", "text": event.text, "start_s": event.start,
+                                     "stop_s": event.stop}))
+            elif isinstance(event, Done):
+                send(output.finish())
+                channel.close(1000, "done")
+            elif isinstance(event, Error):
+                channel.fail(event.refusal)
 
-        def on_done(_duration: float) -> None:
-            tail = output.finish()
-            if tail is not None:
-                channel.send(tail)
-            channel.close(1000, "done")
-
+        session = Session(service, speech, on_event, frame_samples=FRAME_SAMPLES)
         try:
-            route = choose_route(router, query["language"], query["voice"])
-            session = Session(route, settings, CallbackListener(on_audio, on_word, on_done, channel.fail),
-                              slots=slots, voice=query["voice"], frame_samples=FRAME_SAMPLES)
             session.start()
-        except CapacityError as exc:
-            return channel.fail(str(exc), code=1013)
-        except SessionError as exc:
-            return channel.fail(str(exc))
-        for data in (output.message({"type": "Ready"}), output.header()):
-            if data is not None:
-                channel.send(data)
+        except Refusal as refusal:
+            return channel.fail(refusal)
+        send(output.message({"type": "Ready"}))
+        send(output.header())
         serve(ws, channel, session, lambda data: _dispatch(session, data))
 
     return upgrade(handler)
@@ -212,14 +208,14 @@ def _dispatch(session: Session, data) -> None:
     try:
         message = msgpack.unpackb(data, raw=False)
     except Exception:
-        raise ProtocolError("malformed MessagePack message") from None
+        raise protocol_error("malformed MessagePack message") from None
     if not isinstance(message, dict):
-        raise ProtocolError("a message must be a map with a 'type'")
+        raise protocol_error("a message must be a map with a 'type'")
     kind = message.get("type")
     if kind == "Text":
         text = message.get("text", "")
         if not isinstance(text, str):
-            raise ProtocolError("'text' must be a string")
+            raise protocol_error("'text' must be a string")
         session.add_text(text + " ")
     elif kind == "Eos":
         session.end()
@@ -232,7 +228,7 @@ def _dispatch(session: Session, data) -> None:
             return
         session.set_voice_embedding(embedding)
     else:
-        raise ProtocolError(f"unknown message type {kind!r}; expected Text, Voice or Eos")
+        raise protocol_error(f"unknown message type {kind!r}; expected Text, Voice or Eos")
 
 
 @bp.post("/api/tts_streaming")
@@ -240,59 +236,20 @@ def kyutai_post():
     """moshi-server's POST form: `{"text", "voice"}` in, a WAV stream out while it is generated."""
     if not authorized():
         raise _unauthorized()
-    settings = current_app.extensions["tts_settings"]
     body = json_body()
-    text, voice, language = body.get("text"), body.get("voice"), body.get("language")
-    if not isinstance(text, str) or not text.strip():
-        raise bad_request("'text' must be a non-empty string.")
-    if len(text) > settings.max_chars:
-        raise ApiError(413, f"'text' has {len(text)} characters; the limit is {settings.max_chars}.",
-                       limit=settings.max_chars)
-    for name, value in (("voice", voice), ("language", language)):
-        if value is not None and (not isinstance(value, str) or len(value) > 300):
+    for name in ("voice", "language"):
+        if body.get(name) is not None and not isinstance(body[name], str):
             raise bad_request(f"'{name}' must be a string.")
-    events: queue.Queue = queue.Queue()
-    try:
-        route = choose_route(current_app.extensions["tts_router"], language or None, voice or None)
-        session = Session(route, settings, CallbackListener(
-            lambda pcm: events.put(("audio", pcm)), lambda *word: None,
-            lambda duration: events.put(("done", duration)), lambda message: events.put(("error", message))),
-            voice=voice or None)
-        session.start()
-        session.add_text(text)
-        session.end()
-    except SessionError as exc:
-        if "session" in locals():
-            session.cancel()
-        raise bad_request(str(exc)) from None
-    try:
-        first = events.get(timeout=settings.request_timeout + 5)
-    except queue.Empty:
-        session.cancel()
-        raise ApiError(503, "Synthesis timed out.", fallback=True) from None
-    if first[0] == "error":
-        raise ApiError(503, f"Speech unavailable: {first[1]}", fallback=True)
-
-    def body_stream() -> Iterator[bytes]:
-        try:
-            yield audio.streaming_wav_header(route.engine.sample_rate)
-            event = first
-            while event[0] == "audio":
-                yield audio.to_pcm16(event[1])
-                event = events.get(timeout=settings.request_timeout + 5)
-            if event[0] == "error":
-                logger.error("POST /api/tts_streaming failed after audio started: %s", event[1])
-        finally:
-            session.cancel()
-
-    return Response(body_stream(), mimetype="audio/wav", headers={"Cache-Control": "no-store"})
+    speech = SpeechRequest(text=body.get("text"), language=body.get("language") or None,
+                           voice=body.get("voice") or None, voice_policy=FALLBACK)
+    return pcm_response(AudioStream(get_service(), speech).open(), "wav")
 
 
 @info_bp.get("/api/modules_info")
 def modules_info():
     """moshi-server's module list: for each engine, the session slots used and available."""
-    router = current_app.extensions["tts_router"]
-    slots = session_slots(current_app)
+    service = get_service()
+    router, slots = service.router, service.slots
     modules, seen = [], set()
     for route in router.routes.values():
         if route.key in seen:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from ..security import public_model_id
+from ..service import get_service
 
 bp = Blueprint("voices", __name__)
 
 
 @bp.get("/voices")
 def voices():
-    router = current_app.extensions["tts_router"]
+    router = get_service().router
     languages = {}
     for language, route in sorted(router.routes.items()):
         names, default = route.engine.voices(language)

@@ -1,9 +1,10 @@
 """WebSocket plumbing shared by the streaming protocols: limits, the upgrade, the receive loop.
 
-Each protocol is a small adapter over `tts_service.session.Session`: `kyutai.py` speaks Kyutai
+Each protocol is a small adapter over the speech core's `Session`: `kyutai.py` speaks Kyutai
 moshi-server's protocol on `/api/tts_streaming` (and its POST form, and `/api/modules_info`),
-`ws_json.py` this service's JSON protocol on `/ws/tts`. Both register on this module's blueprint,
-whose name the security layer uses for its key check and the shared rate budget.
+`ws_json.py` this service's JSON protocol on `/ws/tts`. Both add their routes to this module's
+blueprint, whose name the security layer uses for its key check and the shared rate budget.
+A refusal closes the socket with the code the table below gives its kind (RFC 6455's codes).
 
 Every socket gets the same limits: no permessage-deflate (a message's size is what was sent, so
 the limit cannot be inflated past), messages up to `TTS_MAX_BODY_BYTES` (larger closes the socket
@@ -19,24 +20,34 @@ import threading
 import time
 from typing import Callable
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from simple_websocket import ConnectionClosed, Server
 
 from ..security import _presented_key, key_is_valid
-from ..session import Session, SessionError
+from ..service import get_service
+from ..speech import refusals
+from ..speech.refusals import Refusal
+from ..speech.session import Session
 
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("websocket", __name__)
 
 
-class ProtocolError(ValueError):
-    """The client broke the protocol; answered with an error message and a clean close."""
+# A refusal's kind as the close code that ends the socket.
+CLOSE_CODES = {refusals.BAD_REQUEST: 1008, refusals.UNKNOWN_VOICE: 1008, refusals.NOTHING_TO_SAY: 1008,
+               refusals.TOO_LARGE: 1009, refusals.BUSY: 1013, refusals.UNAVAILABLE: 1013,
+               refusals.TIMED_OUT: 1013, refusals.INTERNAL: 1011}
+
+
+def protocol_error(message: str) -> Refusal:
+    """The client broke the protocol: a bad request, answered with an error message and a close."""
+    return Refusal(refusals.BAD_REQUEST, message)
 
 
 def authorized(*query_names: str) -> bool:
     """The API key from a header, else from one of the query parameters a protocol allows."""
-    settings = current_app.extensions["tts_settings"]
+    settings = get_service().settings
     if not settings.api_key:
         return True
     presented = _presented_key() or next((request.args[n] for n in query_names if request.args.get(n)), "")
@@ -63,7 +74,7 @@ def upgrade(handler: Callable[[Server], None]) -> Response:
 
     Like flask-sock's route decorator, but only after the view has had its say: a view may still
     answer with an ordinary HTTP status (401, 400) before calling this."""
-    settings = current_app.extensions["tts_settings"]
+    settings = get_service().settings
     request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)  # no compression: sizes are as sent
     ws = Server(request.environ, ping_interval=settings.ws_ping_interval,
                 max_message_size=settings.max_body_bytes)
@@ -81,7 +92,7 @@ def upgrade(handler: Callable[[Server], None]) -> Response:
 class Channel:
     """Sending on one socket from two threads (the receive loop and the session's), and closing once."""
 
-    def __init__(self, ws: Server, encode_error: Callable[[str], object | None]):
+    def __init__(self, ws: Server, encode_error: Callable[[Refusal], object | None]):
         self.ws = ws
         self.encode_error = encode_error
         self.lock = threading.Lock()
@@ -102,20 +113,20 @@ class Channel:
             except ConnectionClosed:
                 pass
 
-    def fail(self, message: str, code: int = 1000) -> None:
-        """The protocol's error message (when it has one), then a close that says why."""
+    def fail(self, refusal: Refusal) -> None:
+        """The protocol's error message (when it has one), then a close whose code and reason say why."""
         try:
-            error = self.encode_error(message)
+            error = self.encode_error(refusal)
             if error is not None:
                 self.send(error)
         except ConnectionClosed:
             pass
-        self.close(code, message)
+        self.close(CLOSE_CODES[refusal.kind], refusal.message)
 
 
 def serve(ws: Server, channel: Channel, session: Session, handle: Callable[[object], None]) -> None:
     """Feed the client's messages to `handle` until the session is over or the client leaves."""
-    settings = current_app.extensions["tts_settings"]
+    settings = get_service().settings
     idle_limit = settings.ws_idle_timeout
     try:
         while not channel.closed.is_set():
@@ -125,24 +136,21 @@ def serve(ws: Server, channel: Channel, session: Session, handle: Callable[[obje
                     break
                 if not session.ended and time.monotonic() - session.last_activity > idle_limit:
                     session.cancel()
-                    channel.fail(f"no message for {idle_limit:g} s; closing")
+                    channel.fail(Refusal(refusals.TIMED_OUT, f"no message for {idle_limit:g} s; closing"))
                     break
                 continue
             handle(data)
         session.wait(timeout=5)
-    except (ProtocolError, SessionError) as exc:
+    except Refusal as refusal:
         session.cancel()
-        channel.fail(str(exc))
+        channel.fail(refusal)
     except ConnectionClosed:
         session.cancel()
     except Exception:
         logger.exception("text stream failed")
         session.cancel()
-        channel.fail("internal error; see the server log")
+        channel.fail(Refusal(refusals.INTERNAL, "internal error; see the server log"))
     finally:
         if not session.finished:
             session.cancel()
 
-
-# The protocols register their routes on `bp` when imported.
-from . import kyutai, ws_json  # noqa: E402,F401

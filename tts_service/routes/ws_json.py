@@ -2,57 +2,64 @@
 
 In: `{"type": "text", "text"}` (any number) then `{"type": "end"}`; query `language`, `voice`,
 `api_key`. Out: `{"type": "ready", "sample_rate", "format": "pcm_s16le", "provider", "model",
-"language"}`, binary 16-bit PCM chunks, `{"type": "word", "word", "start", "end"}`, then
-`{"type": "done", "duration"}` or `{"type": "error", "message"}`, and a close. Every refusal is
-an in-protocol error (a browser cannot read an HTTP status from a failed upgrade), so that the
-page falls back to the Web Speech API with a reason.
+"language", "voice"}`, binary 16-bit PCM chunks, `{"type": "word", "word", "start", "end"}`, then
+`{"type": "done", "duration"}` or `{"type": "error", "message", "code"}` (`code`: the refusal's
+kind), and a close. Every refusal is an in-protocol error (a browser cannot read an HTTP status
+from a failed upgrade), so that the page falls back to the Web Speech API with a reason.
 """
 
 from __future__ import annotations
 
 import json
 
-from flask import current_app, request
+from flask import request
 
 from .. import audio
 from ..security import public_model_id
-from ..session import CallbackListener, Session, SessionError, choose_route, session_slots
-from .websocket import Channel, ProtocolError, authorized, bp, serve, upgrade
+from ..service import get_service
+from ..speech.events import Audio, Done, Error, Word
+from ..speech.refusals import Refusal
+from ..speech.session import Session, SpeechRequest
+from .websocket import Channel, authorized, bp, protocol_error, serve, upgrade
+
+
+def _error(refusal: Refusal) -> str:
+    return json.dumps({"type": "error", "message": refusal.message, "code": refusal.kind})
 
 
 @bp.route("/ws/tts", websocket=True)
 def json_streaming():
     args = request.args
-    language = args.get("language") or None
-    voice = args.get("voice") or None
     allowed = authorized("api_key")
-    router = current_app.extensions["tts_router"]
-    settings = current_app.extensions["tts_settings"]
-    slots = session_slots(current_app)
+    service = get_service()
+    speech = SpeechRequest(streamed=True, language=args.get("language") or None,
+                           voice=args.get("voice") or None)
 
     def handler(ws) -> None:
-        channel = Channel(ws, lambda text: json.dumps({"type": "error", "message": text}))
+        channel = Channel(ws, _error)
         if not allowed:
-            return channel.fail("Missing or wrong API key.")
+            return channel.fail(Refusal("bad_request", "Missing or wrong API key."))
 
-        def on_done(duration: float) -> None:
-            channel.send(json.dumps({"type": "done", "duration": round(duration, 3)}))
-            channel.close(1000, "done")
+        def on_event(event) -> None:
+            if isinstance(event, Audio):
+                channel.send(audio.to_pcm16(event.pcm))
+            elif isinstance(event, Word):
+                channel.send(json.dumps({"type": "word", "word": event.text, "start": event.start, "end": event.stop}))
+            elif isinstance(event, Done):
+                channel.send(json.dumps({"type": "done", "duration": round(event.duration, 3)}))
+                channel.close(1000, "done")
+            elif isinstance(event, Error):
+                channel.fail(event.refusal)
 
+        session = Session(service, speech, on_event)
         try:
-            route = choose_route(router, language or settings.default_language, None)
-            session = Session(route, settings, CallbackListener(
-                lambda pcm: channel.send(audio.to_pcm16(pcm)),
-                lambda word, start, stop: channel.send(json.dumps(
-                    {"type": "word", "word": word, "start": round(start, 3), "end": round(stop, 3)})),
-                on_done, channel.fail), slots=slots, voice=voice, voice_fallback=False)
             session.start()
-        except SessionError as exc:
-            return channel.fail(str(exc))
-        engine = route.engine
+        except Refusal as refusal:
+            return channel.fail(refusal)
+        engine = session.route.engine
         channel.send(json.dumps({"type": "ready", "sample_rate": engine.sample_rate, "format": "pcm_s16le",
                                  "provider": engine.provider, "model": public_model_id(engine.model_id),
-                                 "language": route.language}))
+                                 "language": session.route.language, "voice": session.voice_name}))
         serve(ws, channel, session, lambda data: _dispatch(session, data))
 
     return upgrade(handler)
@@ -62,13 +69,13 @@ def _dispatch(session: Session, data) -> None:
     try:
         message = json.loads(data)
     except (TypeError, ValueError, RecursionError):
-        raise ProtocolError('messages must be JSON text such as {"type": "text", "text": "Hola"}') from None
+        raise protocol_error('messages must be JSON text such as {"type": "text", "text": "Hola"}') from None
     if not isinstance(message, dict):
-        raise ProtocolError("a message must be a map with a 'type'")
+        raise protocol_error("a message must be a map with a 'type'")
     kind = message.get("type")
     if kind == "text":
         session.add_text(message.get("text", ""))
     elif kind == "end":
         session.end()
     else:
-        raise ProtocolError(f"unknown message type {kind!r}; expected 'text' or 'end'")
+        raise protocol_error(f"unknown message type {kind!r}; expected 'text' or 'end'")

@@ -1,0 +1,64 @@
+"""The running service: engines behind their schedulers, the audio cache, session slots, Wyoming.
+
+`create_app` only builds one and hangs it on the app; the entry point (`tts_server.py`),
+gunicorn's worker start (`gunicorn.conf.py`) or a test fixture calls `start`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app
+
+from .cache import AudioCache
+from .config import Settings
+from .metrics import Metrics
+from .routing import Router
+from .speech.session import SessionSlots
+
+logger = logging.getLogger(__name__)
+
+
+class Service:
+    """Everything a request needs, built from the settings; nothing runs until `start`."""
+
+    def __init__(self, settings: Settings, *, cuda: bool | None = None):
+        self.settings = settings
+        self.metrics = Metrics()
+        self.router = Router(settings, cuda=cuda, metrics=self.metrics)
+        self.cache = AudioCache(settings.cache_bytes) if settings.cache_bytes else None
+        self.slots = SessionSlots(settings.session_slot_share)
+        self.wyoming = None
+        self.started = False
+
+    def start(self) -> "Service":
+        """Start the workers (loading models when preloading) and the Wyoming server when one is set.
+
+        A Wyoming port that cannot be listened on is a ConfigError, after the workers stopped again."""
+        if self.started:
+            return self
+        self.started = True
+        self.router.start()
+        if self.settings.resolved_wyoming_uri():
+            from .wyoming import WyomingServer
+
+            server = WyomingServer(self)
+            try:
+                server.start()
+            except BaseException:
+                self.router.stop(timeout=30)
+                raise
+            self.wyoming = server
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Close the other doors first, then let the workers finish what they accepted."""
+        if self.wyoming is not None:
+            self.wyoming.stop(timeout=10.0 if timeout is None else min(timeout, 10.0))
+            self.wyoming = None
+        self.router.stop(timeout)
+
+
+def get_service(app=None) -> Service:
+    """The app's service: the one accessor every view uses."""
+    return (app or current_app).extensions["tts_service"]

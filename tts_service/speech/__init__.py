@@ -1,0 +1,10 @@
+"""The speech core: one request, one resolver for language and voice, one text path, one refusal
+type, and sessions that turn text into tagged events. Every protocol is an adapter over it."""
+
+from .events import Audio, Done, Error, Event, EventQueue, Word
+from .refusals import KINDS, Refusal, as_refusal
+from .session import Session, SessionSlots, SpeechRequest
+from .voices import FALLBACK, STRICT, Resolved, resolve
+
+__all__ = ["Audio", "Done", "Error", "Event", "EventQueue", "Word", "KINDS", "Refusal", "as_refusal", "Session",
+           "SessionSlots", "SpeechRequest", "FALLBACK", "STRICT", "Resolved", "resolve"]

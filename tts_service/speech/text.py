@@ -1,0 +1,63 @@
+"""The one text path: checks, limits, cleaning, pause tags and "nothing speakable", for every surface."""
+
+from __future__ import annotations
+
+from ..pauses import clean_keeping_breaks, split_breaks
+from ..text import speakable
+from .refusals import BAD_REQUEST, TOO_LARGE, Refusal, nothing_to_say
+
+# Characters no engine should see, whatever "clean" says: controls (but tab and newline),
+# zero-width and direction marks, the byte-order mark, noncharacters.
+_INVISIBLE = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0),
+                            *range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2070),
+                            0xFEFF, 0xFFFE, 0xFFFF], " ")
+
+
+def check_text(text: str) -> str:
+    """Text every engine can take: lone surrogates refused, invisible characters made spaces."""
+    if not isinstance(text, str):
+        raise Refusal(BAD_REQUEST, "The text must be a string.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Refusal(BAD_REQUEST, "The text holds invalid Unicode (a lone surrogate such as \\ud800); "
+                                   "send UTF-8 text.") from None
+    return text.translate(_INVISIBLE)
+
+
+def check_length(text: str, limit: int, field: str = "text") -> None:
+    """Over the limit is refused, never cut: the client splits its text."""
+    if len(text) > limit:
+        raise Refusal(TOO_LARGE, f"'{field}' has {len(text)} characters; the limit is {limit}. "
+                                 "Split it into several requests.", limit=limit, param=field)
+
+
+def check_whole_text(text, limit: int, field: str = "text") -> str:
+    """A whole text as a client sent it: a non-empty string within the limit."""
+    if text is None:
+        raise Refusal(BAD_REQUEST, f"'{field}' is required.", param=field)
+    if not isinstance(text, str):
+        raise Refusal(BAD_REQUEST, f"'{field}' must be a string.", param=field)
+    if not text.strip():
+        raise Refusal(BAD_REQUEST, f"'{field}' is empty.", param=field)
+    check_length(text, limit, field)
+    return text
+
+
+def prepare_text(text: str, language: str, clean: bool) -> str:
+    """What the engine will be asked to say, pause tags kept; empty when nothing speakable is left."""
+    text = check_text(text)
+    return clean_keeping_breaks(text, lambda part: speakable(part, language)) if clean else text.strip()
+
+
+def has_speech(words: str) -> bool:
+    """Words to say: a letter or a digit. Marks, emoji and symbols alone are never spoken."""
+    return any(char.isalnum() for char in words)
+
+
+def speech_parts(text: str) -> list[tuple[str, float]]:
+    """(words, pause after them) pairs; refused when no part has anything to say."""
+    parts = split_breaks(text)
+    if not any(has_speech(words) for words, _ in parts):
+        raise nothing_to_say()
+    return parts

@@ -1,0 +1,76 @@
+"""The one rule for a request's language and voice.
+
+- A language named by the client is spoken (`es-ES`, `ES` and `es_419` all mean `es`).
+- A voice without a language: the voice's own language, the default language first when it has
+  that voice, else the first language (alphabetically) that does.
+- Neither: `TTS_DEFAULT_LANGUAGE` with its default voice.
+A voice the chosen language does not have is refused (`strict`) or replaced by that language's
+default voice (`fallback`, which Kyutai's protocol documents and moshi-server does).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ..routing import Route, Router, UnsupportedLanguageError, normalize_language
+from .refusals import BAD_REQUEST, UNKNOWN_VOICE, Refusal
+
+logger = logging.getLogger(__name__)
+
+STRICT = "strict"
+FALLBACK = "fallback"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    route: Route
+    voice: str | None  # None: the route's default voice
+
+    @property
+    def language(self) -> str:
+        return self.route.language
+
+
+def voice_languages(router: Router, voice: str) -> list[str]:
+    """The routed languages whose engine knows `voice`, in order."""
+    known = []
+    for language, route in sorted(router.routes.items()):
+        try:
+            if route.engine.knows_voice(language, voice):
+                known.append(language)
+        except Exception:  # a voice listing that fails says nothing about this voice
+            continue
+    return known
+
+
+def route_for(router: Router, language) -> Route:
+    if not isinstance(language, str) or not language.strip():
+        raise Refusal(BAD_REQUEST, "'language' must be a language code such as 'es' or 'en'.",
+                      param="language")
+    try:
+        return router.route(normalize_language(language))
+    except UnsupportedLanguageError as exc:
+        raise Refusal(BAD_REQUEST, str(exc), supported_languages=exc.supported, param="language",
+                      code="unsupported_language") from None
+
+
+def resolve(router: Router, language: str | None, voice: str | None, policy: str = STRICT) -> Resolved:
+    """The route and voice for what the client named; raises a Refusal (bad request, unknown voice)."""
+    if voice is not None and (not isinstance(voice, str) or not voice.strip() or len(voice) > 300):
+        raise Refusal(BAD_REQUEST, "'voice' must be a non-empty string; GET /voices lists them.", param="voice")
+    voice = voice.strip() if voice else None
+    default = router.settings.default_language
+    if language is None and voice:
+        languages = voice_languages(router, voice)
+        if languages:
+            language = default if default in languages else languages[0]
+    route = route_for(router, language if language is not None else default)
+    if voice and not route.engine.knows_voice(route.language, voice):
+        names, _ = route.engine.voices(route.language)
+        if policy != FALLBACK:
+            raise Refusal(UNKNOWN_VOICE, f"Unknown voice {voice!r}. Valid voices: {', '.join(names) or 'none'}.",
+                          valid_voices=names, language=route.language, param="voice")
+        logger.warning("voice %r is not available for %s; using the default voice", voice[:100], route.language)
+        voice = None
+    return Resolved(route, voice)

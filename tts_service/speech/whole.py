@@ -1,0 +1,102 @@
+"""A whole text spoken by one session and encoded once: /tts and the non-streamed OpenAI answer."""
+
+from __future__ import annotations
+
+import queue
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import audio
+from ..cache import AudioCache, CachedAudio
+from .events import Audio, Done, Error, EventQueue, Word
+from .refusals import TIMED_OUT, Refusal
+from .session import Session, SpeechRequest
+from .voices import resolve
+
+
+@dataclass
+class Spoken:
+    audio: np.ndarray
+    sample_rate: int
+    words: list[Word]
+    truncated: bool
+    voice: str | None
+    pieces: list[float]
+    route: object
+
+
+def speak(service, request: SpeechRequest, watch=None) -> Spoken:
+    """Run a whole-text session to its end; raises its Refusal. `watch` cancels it if the client leaves."""
+    events = EventQueue()
+    session = Session(service, request, events)
+    session.start()
+    if watch is not None:
+        watch.track(session)
+    chunks: list[np.ndarray] = []
+    words: list[Word] = []
+    try:
+        while True:
+            try:
+                event = events.get(timeout=service.settings.request_timeout + 30)
+            except queue.Empty:
+                raise Refusal(TIMED_OUT, "Synthesis timed out.", retry_after=5) from None
+            if isinstance(event, Audio):
+                chunks.append(event.pcm)
+            elif isinstance(event, Word):
+                words.append(event)
+            elif isinstance(event, Error):
+                raise event.refusal
+            elif isinstance(event, Done):
+                break
+    finally:
+        session.cancel()
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    return Spoken(samples, session.sample_rate, words, session.truncated, session.voice_name, session.pieces,
+                  session.route)
+
+
+def cache_key(service, request: SpeechRequest, fmt: str, speed: float) -> str:
+    resolved = resolve(service.router, request.language, request.voice, request.voice_policy)
+    engine = resolved.route.engine
+    return AudioCache.key(engine=resolved.route.key, model=engine.model_id, language=resolved.language,
+                          voice=resolved.voice or engine.voices(resolved.language)[1], text=request.text,
+                          clean=request.clean, format=fmt, speed=speed,
+                          max_seconds=service.settings.max_audio_seconds, **engine.sampling())
+
+
+def render(service, request: SpeechRequest, *, fmt: str, speed: float = 1.0, watch=None) -> tuple[CachedAudio, bool]:
+    """Encoded audio and its description, from the cache when possible; returns (entry, was_hit)."""
+    settings, cache = service.settings, service.cache
+    key = cache_key(service, request, fmt, speed) if cache is not None else None
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            service.metrics.cache.labels("hit").inc()
+            return hit, True
+        service.metrics.cache.labels("miss").inc()
+    # Slowed down, the audio grows: generate only what still fits TTS_MAX_AUDIO_SECONDS once slowed.
+    request.max_audio_seconds = settings.max_audio_seconds * min(speed, 1.0)
+    spoken = speak(service, request, watch)
+    samples, words, truncated = spoken.audio, spoken.words, spoken.truncated
+    if speed != 1.0:
+        samples = audio.change_speed(samples, spoken.sample_rate, speed)
+        words = [Word(w.text, w.start / speed, w.stop / speed) for w in words]
+        limit = int(settings.max_audio_seconds * spoken.sample_rate)
+        truncated = truncated or len(samples) > limit
+        samples = samples[:limit]
+    meta = {
+        "language": spoken.route.language,
+        "provider": spoken.route.engine.provider,
+        "model": spoken.route.engine.model_id,
+        "sample_rate": spoken.sample_rate,
+        "duration": round(len(samples) / spoken.sample_rate, 3),
+        "voice": spoken.voice,
+        "truncated": truncated,
+        "words": [{"word": w.text, "start": round(w.start, 3), "end": round(w.stop, 3)} for w in words],
+        "pieces": [round(d, 3) for d in spoken.pieces],
+    }
+    entry = CachedAudio(audio.encode(samples, spoken.sample_rate, fmt), meta)
+    if cache is not None:
+        cache.put(key, entry)
+    return entry, False
