@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import functools
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from .. import audio
-from ..errors import ApiError
+from ..disconnect import watch_client
+from ..errors import ApiError, request_id
 from ..security import public_model_id
 from ..service import get_service
 from ..speech import refusals
 from ..speech.refusals import Refusal
 from ..speech.session import SpeechRequest
-from ..speech.voices import route_for
+from ..speech.voices import resolve
 from ..speech.whole import render
 from .http import AudioStream, flag, json_body
 from .stream import pcm_response
@@ -80,10 +81,10 @@ def speech():
     voice = body.get("voice")
     if voice is not None and not isinstance(voice, str):
         raise _param_error("'voice' must be a string.", "voice")
-    request_ = SpeechRequest(text=body.get("input"), language=body.get("language", settings.default_language),
+    request_ = SpeechRequest(text=body.get("input"), language=body.get("language"),
                              voice=None if voice in OPENAI_VOICES else voice,
                              clean=flag(body, "clean", settings.clean_text), text_field="input")
-    _check_model(model, route_for(service.router, request_.language))
+    _check_model(model, resolve(service.router, request_.language, request_.voice).route)
     fmt = body.get("response_format", "mp3")
     if fmt not in RESPONSE_FORMATS:
         raise _param_error(f"'response_format' must be one of {', '.join(RESPONSE_FORMATS)}.", "response_format")
@@ -93,7 +94,8 @@ def speech():
     wants_stream = body.get("stream") is True or body.get("stream_format") == "audio"
     if wants_stream and fmt in ("pcm", "wav") and speed == 1.0:
         return pcm_response(AudioStream(service, request_).open(), fmt)
-    entry, hit = render(service, request_, fmt=fmt, speed=float(speed))
+    with watch_client(request.environ, label=request_id()) as watch:
+        entry, hit = render(service, request_, fmt=fmt, speed=float(speed), watch=watch)
     response = Response(entry.audio, mimetype=audio.mime_type(fmt, entry.meta["sample_rate"]))
     response.headers["X-Cache"] = "hit" if hit else "miss"
     response.headers["X-TTS-Provider"] = entry.meta["provider"]

@@ -12,6 +12,7 @@ from ..cache import AudioCache, CachedAudio
 from .events import Audio, Done, Error, EventQueue, Word
 from .refusals import TIMED_OUT, Refusal
 from .session import Session, SpeechRequest
+from .text import check_text, check_whole_text
 from .voices import resolve
 
 
@@ -68,6 +69,7 @@ def cache_key(service, request: SpeechRequest, fmt: str, speed: float) -> str:
 def render(service, request: SpeechRequest, *, fmt: str, speed: float = 1.0, watch=None) -> tuple[CachedAudio, bool]:
     """Encoded audio and its description, from the cache when possible; returns (entry, was_hit)."""
     settings, cache = service.settings, service.cache
+    check_text(check_whole_text(request.text, settings.max_chars, request.text_field))  # before it is hashed
     key = cache_key(service, request, fmt, speed) if cache is not None else None
     if cache is not None:
         hit = cache.get(key)
