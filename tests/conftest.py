@@ -27,6 +27,17 @@ from tts_service.config import Settings  # noqa: E402
 os.environ.setdefault("TTS_TORCH_COMPILE", "off")
 
 
+TIERS = {"unit": "unit", "protocols": "protocol", "system": "system", "browser": "system"}
+
+
+def pytest_collection_modifyitems(items):
+    """Each test carries its tier's marker, from its folder: `pytest -m unit` runs the fast ones."""
+    for item in items:
+        tier = TIERS.get(Path(item.fspath).parent.name)
+        if tier is not None:
+            item.add_marker(tier)
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> Path:
     """Build the tiny checkpoints with the project's own script, as the README says."""

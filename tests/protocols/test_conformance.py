@@ -18,8 +18,6 @@ from conftest import dsm_only, free_port, rms, running_app, serve
 from surfaces import (SURFACES, JsonWebSocket, KyutaiPost, KyutaiWebSocket, OpenAI, Tts, TtsStream, Verdict,
                       Wyoming, WyomingStream)
 
-pytestmark = pytest.mark.protocol
-
 MAX_CHARS = 200
 HTTP = {"bad_request": 400, "too_large": 413, "unknown_voice": 400, "nothing_to_say": 400, "busy": 503,
         "unavailable": 503, "timed_out": 503, "internal": 500}

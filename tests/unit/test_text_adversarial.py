@@ -5,16 +5,17 @@ from __future__ import annotations
 import importlib.util
 import time
 import unicodedata
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import ROOT
+
 from tts_service import text as text_module
 from tts_service.text import WORDS, group_sentences, speakable, split_sentences
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "text_cleaning.py"
+BENCH = ROOT / "bench" / "text_cleaning.py"
 _spec = importlib.util.spec_from_file_location("text_cleaning_bench", BENCH)
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)

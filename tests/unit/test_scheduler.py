@@ -1,0 +1,149 @@
+"""The scheduler's batching, deadlines and cancellation, driven with a fake engine: no model, milliseconds."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from tts_service.engines.base import Engine, SynthesisRequest
+from tts_service.scheduler import JobCancelled, QueueFullError, Scheduler
+
+
+class FakeEngine(Engine):
+    """Each job speaks `frames` steps of one sample per step; every step records the batch it ran."""
+
+    provider = "fake"
+    kind = "fake"
+
+    def __init__(self, slots: int = 4, frames: int = 3, step_seconds: float = 0.0):
+        super().__init__()
+        self.slots, self.frames, self.step_seconds = slots, frames, step_seconds
+        self.active: dict = {}
+        self.batches: list[list[int]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    model_id = "fake"
+    device = "cpu"
+    sample_rate = 10
+    languages = ("xx",)
+
+    @property
+    def max_slots(self) -> int:
+        return self.slots
+
+    def _load(self) -> None:
+        pass
+
+    def voices(self, language):
+        return ["v"], "v"
+
+    def prepare(self, request: SynthesisRequest) -> None:
+        request.prepared = True
+
+    def admit(self, job) -> None:
+        self.active[job] = 0
+
+    def step(self) -> bool:
+        self.gate.wait(5)
+        time.sleep(self.step_seconds)
+        self.batches.append(sorted(job.id for job in self.active))
+        for job in list(self.active):
+            self.active[job] += 1
+            job.push_audio(np.ones(1, dtype=np.float32))
+            if self.active[job] >= self.frames:
+                del self.active[job]
+                job.finish()
+        return True
+
+    def release(self, job) -> None:
+        self.active.pop(job, None)
+
+    def active_jobs(self):
+        return list(self.active)
+
+
+def scheduler(engine: FakeEngine, **options) -> Scheduler:
+    defaults = {"max_queue": 8, "batch_wait": 0.05, "timeout": 5.0}
+    sched = Scheduler(engine, **{**defaults, **options})
+    sched.start(preload=True)
+    return sched
+
+
+def request() -> SynthesisRequest:
+    return SynthesisRequest(text="x", language="xx")
+
+
+def test_requests_arriving_together_are_generated_in_one_batch():
+    engine = FakeEngine(slots=4)
+    sched = scheduler(engine)
+    try:
+        jobs = [sched.submit(request()) for _ in range(4)]
+        results = [job.result() for job in jobs]
+        assert [len(r.audio) for r in results] == [3, 3, 3, 3]
+        assert max(len(batch) for batch in engine.batches) == 4
+    finally:
+        sched.stop(5)
+
+
+@pytest.mark.parametrize("slots, jobs", [(1, 3), (2, 5), (4, 4)])
+def test_a_batch_never_holds_more_than_the_slots(slots, jobs):
+    engine = FakeEngine(slots=slots)
+    sched = scheduler(engine)
+    try:
+        submitted = [sched.submit(request()) for _ in range(jobs)]
+        for job in submitted:
+            assert len(job.result().audio) == 3
+        assert max(len(batch) for batch in engine.batches) <= slots
+        assert sched.stats.completed == jobs
+    finally:
+        sched.stop(5)
+
+
+def test_a_cancelled_job_leaves_its_slot_at_the_next_step():
+    engine = FakeEngine(slots=2, frames=1000, step_seconds=0.001)
+    sched = scheduler(engine)
+    try:
+        job = sched.submit(request())
+        while not engine.active:
+            time.sleep(0.001)
+        job.cancel()
+        with pytest.raises(JobCancelled):
+            job.result()
+        assert not engine.active and sched.stats.cancelled == 1
+    finally:
+        sched.stop(5)
+
+
+def test_a_full_queue_refuses_at_once():
+    engine = FakeEngine(slots=1)
+    engine.gate.clear()  # the worker is stuck in a step: nothing leaves the queue
+    sched = scheduler(engine, max_queue=2)
+    try:
+        first = sched.submit(request())
+        while not engine.active:
+            time.sleep(0.001)
+        sched.submit(request())
+        sched.submit(request())
+        with pytest.raises(QueueFullError):
+            sched.submit(request())
+        first.cancel()
+    finally:
+        engine.gate.set()
+        sched.stop(5)
+
+
+def test_a_job_that_waited_past_its_deadline_is_told_so():
+    engine = FakeEngine(slots=1, frames=20, step_seconds=0.01)
+    sched = scheduler(engine, timeout=0.05)
+    try:
+        sched.submit(request())
+        late = sched.submit(request())
+        with pytest.raises(TimeoutError):
+            late.result()
+        assert sched.stats.expired >= 1
+    finally:
+        sched.stop(5)
