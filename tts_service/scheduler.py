@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .engines.base import Engine, EngineError, SynthesisRequest, WordTiming
+from .engines.base import Engine, EngineError, SlotOutput, SynthesisRequest, WordTiming
 from .threads import release_helpers
 
 logger = logging.getLogger(__name__)
@@ -391,7 +391,7 @@ class Scheduler:
         if self._on_step is not None:
             self._on_step(len(active))
         try:
-            advanced = self.engine.step()
+            outputs = self.engine.step()
         except Exception as exc:
             # No client input reaches a step unchecked, so this is ours (out of memory, a bug):
             # the jobs in this step fail with a 500 and the engine starts clean for the next ones.
@@ -401,11 +401,39 @@ class Scheduler:
                 job.fail(EngineError(f"generation failed: {type(exc).__name__}"))
             self.engine.reset()
             return
-        if advanced is False:
+        if outputs is None:
             release_helpers()
             time.sleep(0.002)  # every job waits for text: don't spin
-        for job in active:
-            if job.completed and job not in self.engine.active_jobs():
-                self.stats.completed += 1
-                if self._on_done is not None:
-                    self._on_done(job)
+            return
+        for output in outputs:
+            self._deliver(output)
+
+    def _deliver(self, output: SlotOutput) -> None:
+        """A slot's output to its job: words (each one's end is the next one's start), audio up to
+        the job's `max_audio_seconds` (a job that reaches it is truncated and leaves its slot), the end."""
+        job = output.job
+        if job.done:
+            return
+        limit = int(job.request.max_audio_seconds * job.sample_rate)
+        for word, start in output.words:
+            if start * job.sample_rate < limit:
+                job.push_word(word, start)
+        audio = output.audio
+        if audio is not None and len(audio):
+            room = max(limit - job.samples, 0)
+            if room:
+                job.push_audio(audio[:room])
+            if len(audio) > room or (job.samples >= limit and not output.done):
+                if not output.done:
+                    self.engine.release(job)
+                job.finish(truncated=True)
+                self._completed(job)
+                return
+        if output.done:
+            job.finish()
+            self._completed(job)
+
+    def _completed(self, job: Job) -> None:
+        self.stats.completed += 1
+        if self._on_done is not None:
+            self._on_done(job)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from tts_service.engines.base import Engine, SynthesisRequest
+from tts_service.engines.base import Engine, SlotOutput, SynthesisRequest
 from tts_service.scheduler import JobCancelled, QueueFullError, Scheduler
 
 
@@ -47,17 +47,19 @@ class FakeEngine(Engine):
     def admit(self, job) -> None:
         self.active[job] = 0
 
-    def step(self) -> bool:
+    def step(self) -> list[SlotOutput]:
         self.gate.wait(5)
         time.sleep(self.step_seconds)
         self.batches.append(sorted(job.id for job in self.active))
+        outputs = []
         for job in list(self.active):
             self.active[job] += 1
-            job.push_audio(np.ones(1, dtype=np.float32))
+            out = SlotOutput(job, np.ones(1, dtype=np.float32), words=[(f"w{self.active[job]}", self.active[job] / 10)])
             if self.active[job] >= self.frames:
                 del self.active[job]
-                job.finish()
-        return True
+                out.done = True
+            outputs.append(out)
+        return outputs
 
     def release(self, job) -> None:
         self.active.pop(job, None)
@@ -145,5 +147,21 @@ def test_a_job_that_waited_past_its_deadline_is_told_so():
         with pytest.raises(TimeoutError):
             late.result()
         assert sched.stats.expired >= 1
+    finally:
+        sched.stop(5)
+
+
+def test_the_scheduler_truncates_at_the_jobs_limit_and_ends_its_words():
+    engine = FakeEngine(slots=2, frames=50)
+    sched = scheduler(engine)
+    try:
+        job = sched.submit(SynthesisRequest(text="x", language="xx", max_audio_seconds=0.5))  # 5 samples at 10 Hz
+        result = job.result()
+        assert len(result.audio) == 5 and result.truncated and not engine.active
+        assert [w.word for w in result.words] == ["w1", "w2", "w3", "w4"]  # w5 starts at the limit
+        assert all(w.end == n.start for w, n in zip(result.words, result.words[1:]))
+        assert result.words[-1].end == 0.5
+        whole = sched.submit(request()).result()
+        assert len(whole.audio) == 50 and not whole.truncated
     finally:
         sched.stop(5)

@@ -6,11 +6,10 @@ import abc
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import Any
 
-if TYPE_CHECKING:
-    from ..scheduler import Job
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +74,24 @@ class WordTiming:
     end: float | None = None
 
 
+@dataclass
+class SlotOutput:
+    """What one step made for one job: its audio, the words it began (text, start in seconds), and
+    whether the job is done (its slot already freed). The scheduler hands them to the job."""
+
+    job: Any
+    audio: np.ndarray | None = None
+    words: list[tuple[str, float]] = field(default_factory=list)
+    done: bool = False
+
+
+def output_for(outputs: dict, job) -> SlotOutput:
+    """The step's output for `job`, made on first use (an engine may add to it several times)."""
+    if job not in outputs:
+        outputs[job] = SlotOutput(job)
+    return outputs[job]
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What an engine can do, declared by the engine, so that nothing needs to know it by name."""
@@ -98,9 +115,10 @@ class Engine(abc.ABC):
     """A TTS model owned by one worker thread: it holds up to `max_slots` requests at once.
 
     The worker calls `admit` to start a job in a free slot, `step` to advance every active job
-    by one unit of audio (each job receives its audio through `job.push_audio`), and `release`
-    to drop a job (finished or abandoned). Only `prepare`, `voices` and the properties may be
-    called from other threads.
+    by one unit of audio (it returns each slot's output; the scheduler owns the jobs, their
+    truncation at `max_audio_seconds` and their word ends), and `release` to drop a job
+    (truncated or abandoned). Only `prepare`, `voices` and the properties may be called from
+    other threads.
     """
 
     provider: str = ""
@@ -190,21 +208,22 @@ class Engine(abc.ABC):
         raise RequestError("this engine does not take streamed text")
 
     @abc.abstractmethod
-    def admit(self, job: "Job") -> None:
+    def admit(self, job) -> None:
         """Start `job` in a free slot."""
 
     @abc.abstractmethod
-    def step(self) -> bool:
-        """Advance every active job; finished jobs are completed and their slots freed.
+    def step(self) -> list[SlotOutput] | None:
+        """Advance every active job by one unit: the output of each slot that made something.
 
-        Returns False when no job could advance (all are waiting for more text)."""
+        A job reported done has left its slot. Returns None when no job could advance (all are
+        waiting for more text)."""
 
     @abc.abstractmethod
-    def release(self, job: "Job") -> None:
+    def release(self, job) -> None:
         """Drop `job` from its slot, whatever its progress."""
 
     @abc.abstractmethod
-    def active_jobs(self) -> list["Job"]: ...
+    def active_jobs(self) -> list: ...
 
     def free_slots(self) -> int:
         return self.max_slots - len(self.active_jobs())

@@ -17,18 +17,14 @@ import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..config import Settings
 from ..hub import ModelDownloadError, download, dsm_checkpoint_info, looks_like_path, repo_files
 from ..pauses import normalize_breaks
-from .base import (Capabilities, Engine, NothingToSayError, RequestError, SynthesisRequest, UnknownVoiceError,
-                   is_speaker_embedding)
-
-if TYPE_CHECKING:
-    from ..scheduler import Job
+from .base import (Capabilities, Engine, NothingToSayError, RequestError, SlotOutput, SynthesisRequest,
+                   UnknownVoiceError, is_speaker_embedding)
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +47,9 @@ class DsmPrepared:
 @dataclass
 class _Slot:
     index: int
-    job: "Job | None" = None
+    job: object = None
     state: object = None
     offset: int = 0
-    frames_out: int = 0
-    max_frames: int = 0
     words_seen: int = 0
     text_complete: bool = True
 
@@ -351,16 +345,14 @@ class DsmEngine(Engine):
         return (len(parts) >= 2 and voice.endswith(".wav") and ".." not in parts
                 and all(p and not p.startswith(".") for p in parts))
 
-    def admit(self, job: "Job") -> None:
+    def admit(self, job) -> None:
         slot = next(s for s in self._slots if s.job is None)
         prepared: DsmPrepared = job.request.prepared
         tts = self._model
         slot.job = job
         slot.state = tts.machine.new_state(prepared.entries)
         slot.offset = 0
-        slot.frames_out = 0
         slot.words_seen = 0
-        slot.max_frames = int(job.request.max_audio_seconds * self.frame_rate)
         slot.text_complete = not job.request.streaming_text
         if tts.multi_speaker:
             with self._torch.no_grad():
@@ -376,13 +368,13 @@ class DsmEngine(Engine):
             state.k_cross.index_copy_(0, rows, k)
             state.v_cross.index_copy_(0, rows, v)
 
-    def release(self, job: "Job") -> None:
+    def release(self, job) -> None:
         for slot in self._slots:
             if slot.job is job:
                 slot.job = None
                 slot.state = None
 
-    def active_jobs(self) -> list["Job"]:
+    def active_jobs(self) -> list:
         return [slot.job for slot in self._slots if slot.job is not None]
 
     # -- generation ------------------------------------------------------------------------
@@ -442,7 +434,7 @@ class DsmEngine(Engine):
                         slot.state.entries.extend(entries)
         actives = [self._slot_ready(slot) for slot in self._slots]
         if not any(actives):
-            return False
+            return None
         decoding = [a and slot.offset - max_delay >= delay_steps for a, slot in zip(actives, self._slots)]
         # While every active slot is still in the text-only lead-in, skip the depformer.
         text_only = not any(decoding) and all(slot.offset < delay_steps
@@ -457,27 +449,25 @@ class DsmEngine(Engine):
             if any(decoding):
                 pcm = tts.mimi.decode(frame[:, 1:].clamp(min=0)).clamp(-1, 1)[:, 0].float().cpu().numpy()
 
+        outputs = []
         for b, slot in enumerate(self._slots):
             if not actives[b]:
                 continue
             slot.offset += 1
-            job = slot.job
+            out = SlotOutput(slot.job)
             transcript = slot.state.transcript
             while slot.words_seen < len(transcript):
                 word, text_step = transcript[slot.words_seen]
-                job.push_word(word, text_step / self.frame_rate)
+                out.words.append((word, text_step / self.frame_rate))
                 slot.words_seen += 1
             if decoding[b] and pcm is not None:
-                job.push_audio(np.ascontiguousarray(pcm[b]))
-                slot.frames_out += 1
+                out.audio = np.ascontiguousarray(pcm[b])
             end_step = slot.state.end_step
             if end_step is not None and slot.offset >= end_step + delay_steps + tts.final_padding + max_delay:
-                job.finish()
-                self.release(job)
-            elif slot.frames_out >= slot.max_frames:
-                job.finish(truncated=True)
-                self.release(job)
-        return True
+                out.done = True
+                self.release(slot.job)
+            outputs.append(out)
+        return outputs
 
 
 @contextlib.contextmanager

@@ -29,7 +29,6 @@ import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,10 +36,8 @@ from ..config import Settings
 from ..hub import ModelDownloadError, download
 from ..text import split_sentences
 from . import pocket_internals as internals
-from .base import Engine, NothingToSayError, SynthesisRequest, UnknownVoiceError, is_speaker_embedding
-
-if TYPE_CHECKING:
-    from ..scheduler import Job
+from .base import (Engine, NothingToSayError, SlotOutput, SynthesisRequest, UnknownVoiceError, is_speaker_embedding,
+                   output_for)
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +112,7 @@ class _Piece:
 
 @dataclass(eq=False)  # found in the active list by identity: its fields hold tensors
 class _Active:
-    job: "Job"
+    job: object
     sentences: collections.deque = field(default_factory=collections.deque)
     samples: int = 0
     piece: _Piece | None = None
@@ -320,25 +317,26 @@ class PocketEngine(Engine):
                 pieces.append(PocketPiece(prompt, frames_after_eos, internals.prompt_tokens(model, prompt)))
         return pieces
 
-    def admit(self, job: "Job") -> None:
+    def admit(self, job) -> None:
         prepared: PocketPrepared = job.request.prepared
         self._active.append(_Active(job, collections.deque(prepared.sentences)))
 
-    def release(self, job: "Job") -> None:
+    def release(self, job) -> None:
         for entry in list(self._active):
             if entry.job is job:
                 self._active.remove(entry)
 
-    def active_jobs(self) -> list["Job"]:
+    def active_jobs(self) -> list:
         return [entry.job for entry in self._active]
 
-    def step(self) -> bool:
+    def step(self) -> list[SlotOutput] | None:
         if not self._active:
-            return False
+            return None
         if not self._frame_loop:
             return self._step_sentence()
         import torch
 
+        outputs: dict = {}
         # The flow model and then the Mimi decoder, both in this thread with every core's torch
         # threads. (The package overlaps them in two Python threads of one torch thread each; with
         # a batch, that was half as fast here: the two threads queue for the GIL between ops.)
@@ -348,14 +346,14 @@ class PocketEngine(Engine):
                 latents, eos = self._flow_frames([entry.piece for entry in rows])
                 for index, entry in enumerate(rows):
                     self._after_flow(entry.piece, latents[index:index + 1], bool(eos[index]))
-            self._decode_due()
+            self._decode_due(outputs)
             for entry in list(self._active):
                 if (entry.piece is None or entry.piece.ended) and not entry.sentences:
                     self._active.remove(entry)
-                    entry.job.finish()
-        return True
+                    output_for(outputs, entry.job).done = True
+        return list(outputs.values())
 
-    def _decode_due(self) -> None:
+    def _decode_due(self, outputs: dict) -> None:
         """Decode the latents of every row once one row is due, then push their audio.
 
         Decoding every row when one is due keeps the rows in step, so that they share one batch
@@ -377,8 +375,7 @@ class PocketEngine(Engine):
                 piece.undecoded = []
                 piece.decoded += count
             for entry, pcm in zip(entries, self._decode_rows(pieces, latents)):
-                if entry in self._active:  # not truncated meanwhile
-                    self._push(entry, pcm)
+                output_for(outputs, entry.job).audio = np.clip(pcm, -1.0, 1.0)
 
     # -- one frame per step, every request a row of one batch ------------------------------
     def _ready(self, entry: _Active) -> bool:
@@ -391,18 +388,7 @@ class PocketEngine(Engine):
             entry.piece = self._start_piece(entry.job, entry.sentences.popleft())
         return True
 
-    def _push(self, entry: _Active, pcm: np.ndarray) -> None:
-        job = entry.job
-        limit = int(job.request.max_audio_seconds * self.sample_rate)
-        pcm = pcm[: max(limit - entry.samples, 0)]
-        if len(pcm):
-            job.push_audio(np.clip(pcm, -1.0, 1.0))
-            entry.samples += len(pcm)
-        if entry.samples >= limit:
-            self._active.remove(entry)
-            job.finish(truncated=True)
-
-    def _start_piece(self, job: "Job", piece: PocketPiece) -> _Piece:
+    def _start_piece(self, job, piece: PocketPiece) -> _Piece:
         """A fresh copy of the voice state, sized as `_generate` sizes it; its tokens run at its first step."""
         voice = self._voice_states[str(job.request.prepared.voice_source)]
         start = internals.start_piece(self._model, self._streaming, voice, piece.tokens)
@@ -455,9 +441,9 @@ class PocketEngine(Engine):
         return pcm
 
     # -- one sentence per step (other pocket-tts versions) ---------------------------------
-    def _step_sentence(self) -> bool:
+    def _step_sentence(self) -> list[SlotOutput] | None:
         if not self._active:
-            return False
+            return None
         entry = self._active.popleft()
         job = entry.job
         limit = int(job.request.max_audio_seconds * self.sample_rate)
@@ -465,6 +451,7 @@ class PocketEngine(Engine):
         piece: PocketPiece | None = entry.sentences.popleft() if entry.sentences else None
         stop = threading.Event()
         truncated = False
+        chunks = []
         if piece is not None:
             for chunk in internals.sentence_audio(self._model, state, piece.text, piece.frames_after_eos, stop):
                 pcm = chunk.detach().cpu().numpy().astype(np.float32, copy=False)
@@ -472,17 +459,14 @@ class PocketEngine(Engine):
                     pcm = pcm[: max(limit - entry.samples, 0)]
                     truncated = True
                 if len(pcm):
-                    job.push_audio(np.clip(pcm, -1.0, 1.0))
+                    chunks.append(np.clip(pcm, -1.0, 1.0))
                     entry.samples += len(pcm)
                 if truncated or job.cancelled:
-                    stop.set()
+                    stop.set()  # the scheduler truncates it, or frees it and tells the requester
                     break
-        if truncated:
-            job.finish(truncated=True)
-        elif job.cancelled:
-            return True  # the scheduler frees it and tells the requester
-        elif entry.sentences:
+        out = SlotOutput(job, np.concatenate(chunks) if chunks else None)
+        if (entry.sentences and not truncated) or job.cancelled:
             self._active.append(entry)  # back of the line: the others speak their next sentence first
-        else:
-            job.finish()
-        return True
+        elif not truncated:
+            out.done = True
+        return [out]

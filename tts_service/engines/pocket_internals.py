@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from pocket_tts.modules.text_conditioner import LUTConditioner
     from pocket_tts.modules.transformer import ProjectedTransformer, StreamingTransformer, StreamingTransformerLayer
 
-# The release the frame loop was compared against, sample for sample (tests/test_pocket_batching.py).
+# The release the frame loop was compared against, sample for sample (tests/protocols/test_pocket_batching.py).
 VERIFIED_VERSION = "4.0.1"
 
 # The package's documented API (`pocket_tts/__init__.py`): free to use anywhere.
