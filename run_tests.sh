@@ -17,8 +17,8 @@ if [ -d tests/browser ] && [ ! -x /usr/bin/chromium ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
 fi
-# Debian's nginx for tests/test_nginx.py: nginx-light where it exists (bookworm), else nginx.
-if [ -f tests/test_nginx.py ] && [ ! -x /usr/sbin/nginx ]; then
+# Debian's nginx for tests/system/test_nginx.py: nginx-light where it exists (bookworm), else nginx.
+if [ -f tests/system/test_nginx.py ] && [ ! -x /usr/sbin/nginx ]; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
     if apt-cache policy nginx-light | grep -q 'Candidate: [0-9]'; then pkg=nginx-light; else pkg=nginx; fi

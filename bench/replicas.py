@@ -4,7 +4,7 @@
     .venv/bin/python bench/replicas.py              # tiny random-weight DSM
     .venv/bin/python bench/replicas.py --full       # full-size random-weight DSM (slow on a CPU)
 
-Runs Debian's nginx with the shipped deploy/nginx/ config (rendered as tests/test_nginx.py does)
+Runs Debian's nginx with the shipped deploy/nginx/ config (rendered as tests/system/test_nginx.py does)
 in front of real gunicorn replicas, all on loopback, and prints, measured in this run:
 - audio seconds generated per wall second at --clients concurrent /tts clients through nginx,
   with one replica and with two (alternating rounds, so both see the same machine), and their ratio;

@@ -11,7 +11,7 @@ the rest of requirements.txt in a scratch virtual environment (its own packages 
 resolves every listed name against the package, builds the tiny Spanish model with
 scripts/tiny_pocket.py, resolves the names set on a loaded model, and compares the engine's
 batched frame loop with the package's own `generate_audio` sample for sample, int8 and float32,
-as tests/test_pocket_batching.py does (scripts/pocket_parity.py). It prints what it found and
+as tests/protocols/test_pocket_batching.py does (scripts/pocket_parity.py). It prints what it found and
 exits 0 when the fast path holds, 1 when it does not, 2 when the release cannot be installed.
 """
 

@@ -1,6 +1,6 @@
 """The Pocket engine's audio next to pocket-tts's own, for the same text, voice and model.
 
-Used by tests/test_pocket_batching.py and scripts/check_pocket_upgrade.py, so that the test that
+Used by tests/protocols/test_pocket_batching.py and scripts/check_pocket_upgrade.py, so that the test that
 holds the frame loop to the package and the check run before moving the pin compare the same way.
 Sampling is made deterministic (temperature 0): the engine and the package then differ by float
 rounding only, as long as the frame loop still follows the package.
@@ -13,7 +13,7 @@ import numpy as np
 TEXTS = ["Hola, soy Capibara con voz natural.", "Buenos días a todos.", "¿Qué tal estás hoy, amigo mío?",
          "Me gusta el café."]
 # Largest difference allowed, float32 and int8 weights: for a request alone against the package,
-# and for a row of a batch against the same request alone (tests/test_pocket_batching.py says why).
+# and for a row of a batch against the same request alone (tests/protocols/test_pocket_batching.py says why).
 ALONE_TOLERANCE = {"off": 1e-6, "on": 1e-4}
 BATCH_TOLERANCE = {"off": 1e-6, "on": 2e-4}
 
