@@ -92,7 +92,7 @@ class Router:
         return PocketEngine(self.settings, language)
 
     def start(self) -> None:
-        set_torch_threads(self.settings, pocket=any(key.startswith("pocket") for key in self.schedulers))
+        set_torch_threads(self.settings, pocket="pocket" in self.routes_config.values())
         for key, scheduler in self.schedulers.items():
             scheduler.start(preload=self.settings.preload and key not in self.lazy)
 

@@ -14,7 +14,7 @@ from .cache import AudioCache
 from .config import Settings
 from .metrics import Metrics
 from .routing import Router
-from .speech.session import SessionSlots
+from .speech.slots import SessionSlots
 
 logger = logging.getLogger(__name__)
 

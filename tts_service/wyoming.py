@@ -44,7 +44,8 @@ from .security import public_model_id
 from .speech import refusals
 from .speech.events import Audio, Done, Error as ErrorEvent
 from .speech.refusals import Refusal
-from .speech.session import Session, SpeechRequest
+from .speech.request import SpeechRequest
+from .speech.session import Session
 
 logger = logging.getLogger(__name__)
 

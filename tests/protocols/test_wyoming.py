@@ -18,13 +18,13 @@ from tts_service.config import ConfigError, Settings
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # wyoming.audio imports audioop
     from wyoming.audio import AudioChunk, AudioStart
-from wyoming.client import AsyncTcpClient
+from wyoming.client import AsyncTcpClient, AsyncUnixClient
 from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
 
-from tts_service.speech.session import complete_sentences
+from tts_service.speech.text import complete_sentences
 
 HOLA = "Hola, soy Capibara6 con voz natural de Kyutai."
 HELLO = "Hello, I am a natural voice."
@@ -316,6 +316,21 @@ def test_the_server_stops_with_the_app(tiny_env):
         assert talk(conversation()).types == ["info"]
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_a_unix_socket_serves_home_assistant_on_the_same_machine(tiny_env, tmp_path):
+    path = tmp_path / "wyoming.sock"
+    env = {**tiny_env, "TTS_ROUTES": "en=dsm", "TTS_POCKET_LANGUAGES": "", "TTS_DEFAULT_LANGUAGE": "en",
+           "TTS_WYOMING_URI": f"unix://{path}"}
+    with running_app(env):
+        async def conversation():
+            async with AsyncUnixClient(str(path)) as client:
+                return await synthesize(client, HELLO)
+
+        assert_speech(talk(conversation()))
+    with pytest.raises((ConnectionRefusedError, FileNotFoundError)):
+        with socket.socket(socket.AF_UNIX) as unix:
+            unix.connect(str(path))
 
 
 def test_a_port_in_use_fails_at_start(tiny_env):

@@ -123,6 +123,7 @@ class Engine(abc.ABC):
 
     provider: str = ""
     kind: str = ""  # the short name clients may ask for ("dsm", "pocket")
+    aliases: tuple[str, ...] = ()  # other model names clients use for it
     capabilities = Capabilities()
     frame_rate: float = 12.5
 

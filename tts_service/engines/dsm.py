@@ -62,6 +62,7 @@ class _Pending:
 class DsmEngine(Engine):
     provider = "Kyutai DSM TTS"
     kind = "dsm"
+    aliases = ("dsm-tts", "kyutai-dsm")
     capabilities = Capabilities(streams_text=True, word_times=True, side_by_side_pieces=True)
 
     def __init__(self, settings: Settings):

@@ -121,6 +121,7 @@ class _Active:
 class PocketEngine(Engine):
     provider = "Kyutai Pocket TTS"
     kind = "pocket"
+    aliases = ("pocket-tts",)
 
     def __init__(self, settings: Settings, language: str):
         super().__init__()

@@ -13,7 +13,8 @@ from ..errors import ApiError, bad_request, request_id
 from ..speech import refusals
 from ..speech.events import Audio, Done, Error, EventQueue, Word
 from ..speech.refusals import Refusal
-from ..speech.session import Session, SpeechRequest
+from ..speech.request import SpeechRequest
+from ..speech.session import Session
 
 logger = logging.getLogger(__name__)
 

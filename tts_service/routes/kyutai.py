@@ -32,7 +32,8 @@ from ..errors import ApiError, bad_request
 from ..service import get_service
 from ..speech.events import Audio, Done, Error, Word
 from ..speech.refusals import Refusal
-from ..speech.session import Session, SpeechRequest
+from ..speech.request import SpeechRequest
+from ..speech.session import Session
 from ..speech.voices import FALLBACK
 from .http import AudioStream, json_body
 from .stream import pcm_response

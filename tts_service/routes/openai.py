@@ -19,7 +19,7 @@ from ..security import public_model_id
 from ..service import get_service
 from ..speech import refusals
 from ..speech.refusals import Refusal
-from ..speech.session import SpeechRequest
+from ..speech.request import SpeechRequest
 from ..speech.voices import resolve
 from ..speech.whole import render
 from .http import AudioStream, flag, json_body
@@ -61,8 +61,7 @@ def _check_model(model: str, route) -> None:
         return
     engine = route.engine
     shown = public_model_id(engine.model_id)
-    if model in (engine.kind, f"{engine.kind}-tts", "kyutai-dsm" if engine.kind == "dsm" else None,
-                 engine.model_id, shown):
+    if model in (engine.kind, *engine.aliases, engine.model_id, shown):
         return
     valid = sorted(set(OPENAI_MODELS) | {"auto", engine.kind, shown})
     raise _param_error(f"Model {model!r} does not serve language {route.language!r} here. Valid models: "

@@ -10,7 +10,7 @@ from ..disconnect import watch_client
 from ..errors import bad_request, request_id
 from ..security import public_model_id
 from ..service import get_service
-from ..speech.session import SpeechRequest
+from ..speech.request import SpeechRequest
 from ..speech.whole import render
 from .http import flag, json_body
 

@@ -19,7 +19,8 @@ from ..security import public_model_id
 from ..service import get_service
 from ..speech.events import Audio, Done, Error, Word
 from ..speech.refusals import Refusal
-from ..speech.session import Session, SpeechRequest
+from ..speech.request import SpeechRequest
+from ..speech.session import Session
 from .websocket import Channel, authorized, bp, protocol_error, serve, upgrade
 
 

@@ -3,7 +3,9 @@ type, and sessions that turn text into tagged events. Every protocol is an adapt
 
 from .events import Audio, Done, Error, Event, EventQueue, Word
 from .refusals import KINDS, Refusal, as_refusal
-from .session import Session, SessionSlots, SpeechRequest
+from .request import SpeechRequest
+from .session import Session
+from .slots import SessionSlots
 from .voices import FALLBACK, STRICT, Resolved, resolve
 
 __all__ = ["Audio", "Done", "Error", "Event", "EventQueue", "Word", "KINDS", "Refusal", "as_refusal", "Session",

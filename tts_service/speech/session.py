@@ -36,8 +36,7 @@ import logging
 import re
 import threading
 import time
-from collections import Counter, deque
-from dataclasses import dataclass
+from collections import deque
 from typing import Callable
 
 import numpy as np
@@ -49,9 +48,10 @@ from ..routing import Route
 from ..scheduler import Job
 from ..text import group_sentences, split_sentences
 from .events import Audio, Done, Error, Event, Word
+from .request import SpeechRequest
 from .refusals import BAD_REQUEST, BUSY, TOO_LARGE, Refusal, as_refusal, nothing_to_say
-from .text import check_length, check_text, check_whole_text, has_speech, prepare_text, speech_parts
-from .voices import FALLBACK, STRICT, Resolved, resolve
+from .text import check_length, check_text, complete_sentences, check_whole_text, has_speech, prepare_text, speech_parts
+from .voices import FALLBACK, Resolved, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -61,71 +61,6 @@ PAUSE_SECONDS = 0.15
 _CLAUSE_END = re.compile(r"[.!?…;:][\"')\]»”’]*\s")
 # A clause with no end in sight is cut at a space once it is this long.
 MAX_CLAUSE_CHARS = 400
-_PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
-
-
-@dataclass
-class SpeechRequest:
-    """What a client asked for, in the core's words; every surface fills one in."""
-
-    text: str | None = None  # a whole text, checked by `start`
-    streamed: bool = False  # no whole text: it arrives through add_text(), then end()
-    language: str | None = None  # None: the voice's language, else the default (see speech.voices)
-    voice: str | None = None
-    voice_policy: str = STRICT  # or FALLBACK: an unknown voice speaks with the default one
-    clean: bool = False  # an LLM's Markdown made speakable (whole texts, or streamed sentence by sentence)
-    max_audio_seconds: float | None = None  # None: TTS_MAX_AUDIO_SECONDS
-    text_field: str = "text"  # how the surface names the text, for its messages
-
-
-class SessionSlots:
-    """How many streamed sessions each engine holds at once: a share of its slots, at least one."""
-
-    def __init__(self, share: float):
-        self.share = share
-        self._used: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def capacity(self, route: Route) -> int:
-        return max(1, int(route.engine.max_slots * self.share))
-
-    def used(self, key: str) -> int:
-        return self._used[key]
-
-    def acquire(self, route: Route) -> bool:
-        with self._lock:
-            if self._used[route.key] >= self.capacity(route):
-                return False
-            self._used[route.key] += 1
-            return True
-
-    def release(self, route: Route) -> None:
-        with self._lock:
-            self._used[route.key] = max(0, self._used[route.key] - 1)
-
-
-def complete_sentences(buffer: str) -> tuple[list[str], str]:
-    """Split streamed text into the sentences known to be complete and the rest still being written.
-
-    A sentence is complete at a paragraph break (outside a code fence), or at . ! ? … followed by
-    whitespace when the service's own sentence rules agree (an abbreviation such as "Dr. " is not an end)."""
-    sentences: list[str] = []
-    while True:
-        match = _PARAGRAPH.search(buffer)
-        if match is None or buffer[:match.start()].count("```") % 2:
-            break
-        sentences += split_sentences(buffer[:match.start()])
-        buffer = buffer[match.end():]
-    pieces = split_sentences(buffer)
-    if not pieces:
-        return sentences, buffer
-    *done, last = pieces
-    rest = buffer[buffer.rfind(last):]
-    # The last piece is complete when whitespace follows it and a following capital would start a new sentence.
-    if buffer[-1:].isspace() and len(split_sentences(last + " X")) > 1:
-        done.append(last)
-        rest = ""
-    return sentences + done, rest
 
 
 class _Speech:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from ..pauses import clean_keeping_breaks, split_breaks
-from ..text import speakable
+from ..text import speakable, split_sentences
 from .refusals import BAD_REQUEST, TOO_LARGE, Refusal, nothing_to_say
+
+_PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
 
 # Characters no engine should see, whatever "clean" says: controls (but tab and newline),
 # zero-width and direction marks, the byte-order mark, noncharacters.
@@ -61,3 +65,27 @@ def speech_parts(text: str) -> list[tuple[str, float]]:
     if not any(has_speech(words) for words, _ in parts):
         raise nothing_to_say()
     return parts
+
+
+def complete_sentences(buffer: str) -> tuple[list[str], str]:
+    """Split streamed text into the sentences known to be complete and the rest still being written.
+
+    A sentence is complete at a paragraph break (outside a code fence), or at . ! ? … followed by
+    whitespace when the service's own sentence rules agree (an abbreviation such as "Dr. " is not an end)."""
+    sentences: list[str] = []
+    while True:
+        match = _PARAGRAPH.search(buffer)
+        if match is None or buffer[:match.start()].count("```") % 2:
+            break
+        sentences += split_sentences(buffer[:match.start()])
+        buffer = buffer[match.end():]
+    pieces = split_sentences(buffer)
+    if not pieces:
+        return sentences, buffer
+    *done, last = pieces
+    rest = buffer[buffer.rfind(last):]
+    # The last piece is complete when whitespace follows it and a following capital would start a new sentence.
+    if buffer[-1:].isspace() and len(split_sentences(last + " X")) > 1:
+        done.append(last)
+        rest = ""
+    return sentences + done, rest

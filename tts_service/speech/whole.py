@@ -11,7 +11,8 @@ from .. import audio
 from ..cache import AudioCache, CachedAudio
 from .events import Audio, Done, Error, EventQueue, Word
 from .refusals import TIMED_OUT, Refusal
-from .session import Session, SpeechRequest
+from .request import SpeechRequest
+from .session import Session
 from .text import check_text, check_whole_text
 from .voices import resolve
 
