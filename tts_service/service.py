@@ -40,7 +40,7 @@ class Service:
         self.started = True
         self.router.start()
         if self.settings.resolved_wyoming_uri():
-            from .wyoming import WyomingServer
+            from .wyoming_server import WyomingServer
 
             server = WyomingServer(self)
             try:
