@@ -117,6 +117,16 @@ class AuthThrottle:
         return max(1, int(max(resets, default=time.time()) - time.time() + 1))
 
 
+def _waits(retry_after: str | None) -> bool:
+    """A Retry-After that is absent, a date, or at least one second."""
+    if retry_after is None:
+        return True
+    try:
+        return int(retry_after) >= 1
+    except ValueError:
+        return not retry_after.strip().lstrip("-").isdigit()
+
+
 def install(app: Flask, settings: Settings, metrics=None) -> Limiter:
     if settings.trust_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trust_proxy, x_proto=settings.trust_proxy)
@@ -170,6 +180,9 @@ def install(app: Flask, settings: Settings, metrics=None) -> Limiter:
         # Registered before the limiter's own hook, so it runs after it (Flask runs them in reverse).
         if response.status_code not in (429, 503):
             response.headers.pop("Retry-After", None)
+        elif not _waits(response.headers.get("Retry-After")):
+            # At the edge of a window the limiter says "0": that tells clients to retry at once.
+            response.headers["Retry-After"] = "1"
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 

@@ -81,6 +81,20 @@ def test_retry_after_only_on_refusals(make_app):
     assert ok.status_code == 200 and "Retry-After" not in ok.headers
 
 
+@pytest.mark.parametrize("said, sent", [("0", "1"), ("-3", "1"), ("2", "2"),
+                                        ("Wed, 21 Oct 2026 07:28:00 GMT", "Wed, 21 Oct 2026 07:28:00 GMT")])
+def test_retry_after_never_tells_a_client_to_retry_at_once(tiny_env, said, sent):
+    from flask import Response
+
+    from tts_service import create_app
+    from tts_service.config import Settings
+
+    app = create_app(Settings.from_env(tiny_env, rate_limit=""))  # configured, not started: no model needed
+    # As the limiter answers at the very end of its window.
+    app.add_url_rule("/edge", "edge", lambda: Response("{}", status=429, headers={"Retry-After": said}))
+    assert app.test_client().get("/edge").headers["Retry-After"] == sent
+
+
 @pytest.mark.parametrize("message, shown", [
     ("model failed to load: /home/tts/models/dsm not found", "model failed to load: dsm not found"),
     ("no config in '/srv/tts/pocket/pocket_tiny.yaml'", "no config in 'pocket_tiny.yaml'"),
