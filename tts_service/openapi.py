@@ -16,6 +16,13 @@ AUDIO_TYPES = ["audio/wav", "audio/flac", "audio/mpeg", "audio/ogg", "audio/aac"
                "audio/PCMA"]
 
 
+# One server-sent event of the speech API (OpenAPI 3.2's reading of an event stream: each event).
+SSE_EVENT = {"type": "object", "required": ["data"], "properties": {
+    "data": {"type": "string", "description": "JSON: {\"type\": \"speech.audio.delta\", \"audio\": <base64>}, "
+                                              "then {\"type\": \"speech.audio.done\", \"usage\": {...}}"},
+    "event": {"type": "string"}}}
+
+
 def _errors(*codes: int, schema: dict = ERROR) -> dict:
     reasons = {400: "Bad input.", 401: "Missing or wrong API key.", 413: "Body or text too long.",
                415: "Body is not JSON.", 429: "Rate limit reached; see Retry-After.",
@@ -125,7 +132,7 @@ def build_spec(app) -> dict:
                     "clean": {"type": "boolean"}}}}}},
             "responses": {"200": {"description": "Audio, streamed as it is made, or OpenAI's server-sent events.",
                                   "content": {**{t: {"schema": {"type": "string", "format": "binary"}} for t in AUDIO_TYPES},
-                                              "text/event-stream": {"schema": {"type": "string"}}}},
+                                              "text/event-stream": {"schema": SSE_EVENT}}},
                           **_errors(400, 401, 413, 415, 429, 500, 503, schema={"$ref": "#/components/schemas/OpenAIError"})}}},
         "/v1/models": {"get": {
             "summary": "Models that /v1/audio/speech accepts.", "security": secured,
