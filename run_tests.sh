@@ -12,6 +12,15 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     .venv/bin/python -m pip install --quiet -r requirements-dev.txt
     echo "$wanted" > "$stamp"
 fi
+# The voice-agent frameworks' clients, in a venv of their own (they need a newer aiohttp than moshi).
+agents_stamp=.venv-agents/.requirements-agents.sha256
+agents_wanted="$(sha256sum requirements-agents.txt | cut -d' ' -f1)"
+if [ "$(cat "$agents_stamp" 2>/dev/null)" != "$agents_wanted" ]; then
+    [ -x .venv-agents/bin/python ] || "$PYTHON" -m venv .venv-agents
+    .venv-agents/bin/python -m pip install --quiet --upgrade pip
+    .venv-agents/bin/python -m pip install --quiet -r requirements-agents.txt
+    echo "$agents_wanted" > "$agents_stamp"
+fi
 if [ -d tests/browser ] && [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq

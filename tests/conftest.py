@@ -154,6 +154,26 @@ def decode_wav(b64: str) -> tuple[np.ndarray, int]:
     return data, rate
 
 
+def decode_audio(data: bytes, fmt: str, rate: int = 24000) -> tuple[np.ndarray, int]:
+    """Any answer's bytes decoded to float samples and their rate: raw formats (pcm, ulaw, alaw)
+    at `rate`, the rest by their own headers (libsndfile for WAV, FFmpeg for the others: a streamed
+    FLAC's header cannot say its length, which libsndfile needs)."""
+    import av
+
+    if fmt == "pcm":
+        return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768, rate
+    if fmt in ("ulaw", "alaw"):
+        samples, _ = sf.read(io.BytesIO(data), samplerate=rate, channels=1, format="RAW",
+                             subtype=fmt.upper(), dtype="float32")
+        return samples, rate
+    if fmt == "wav":
+        return sf.read(io.BytesIO(data), dtype="float32")
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.audio[0]
+        frames = [frame.to_ndarray()[0] for frame in container.decode(audio=0)]
+        return np.concatenate(frames), stream.codec_context.sample_rate
+
+
 def rms(audio: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
 

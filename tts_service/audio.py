@@ -1,4 +1,5 @@
-"""Audio encoding with libsndfile (through soundfile), and the pieces of a streamed WAV."""
+"""Whole answers encoded with libsndfile (through soundfile) and FFmpeg (through PyAV), any rate a
+client asks for through FFmpeg's resampler; the pieces of a streamed WAV. Streams: audio_stream.py."""
 
 from __future__ import annotations
 
@@ -16,7 +17,16 @@ FORMATS: dict[str, tuple[str, str | None, str]] = {
     "opus": ("OGG", "OPUS", "audio/ogg"),
     "pcm": ("RAW", "PCM_16", "audio/L16"),
     "aac": ("ADTS", "AAC", "audio/aac"),  # libsndfile has no AAC: written with PyAV (FFmpeg)
+    # G.711 for telephone lines, raw (no header), as Twilio's and other phone APIs take it.
+    "ulaw": ("RAW", "ULAW", "audio/PCMU"),
+    "alaw": ("RAW", "ALAW", "audio/PCMA"),
 }
+# The rates a client may ask for; the models speak at 24 kHz.
+SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
+# Opus encodes only at these rates; another asked-for rate is encoded at 48 kHz (players resample).
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+# Formats that carry no rate of their own: the MIME type says it.
+RAW_FORMATS = ("pcm", "ulaw", "alaw")
 
 
 def to_pcm16(audio: np.ndarray) -> bytes:
@@ -25,26 +35,70 @@ def to_pcm16(audio: np.ndarray) -> bytes:
     return (clipped * 32767.0).round().astype("<i2").tobytes()
 
 
-def encode(audio: np.ndarray, sample_rate: int, fmt: str = "wav") -> bytes:
-    """Encode mono float audio into `fmt` (a key of FORMATS)."""
+def output_rate(fmt: str, asked: int) -> int:
+    """The rate `fmt` is encoded at when `asked` is wanted (Opus has rates of its own)."""
+    if fmt == "opus" and asked not in OPUS_RATES:
+        return 48000
+    return asked
+
+
+def encode(audio: np.ndarray, sample_rate: int, fmt: str = "wav", out_rate: int | None = None) -> tuple[bytes, int]:
+    """Mono float audio at `sample_rate` encoded into `fmt` (a key of FORMATS) at `out_rate`
+    (default: as it is); returns the bytes and the rate they are at."""
+    rate = output_rate(fmt, out_rate or sample_rate)
+    if rate != sample_rate:
+        audio = resample(audio, sample_rate, rate)
+    data = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
     if fmt == "pcm":
-        return to_pcm16(audio)
+        return to_pcm16(data), rate
     if fmt == "aac":
-        return _encode_aac(audio, sample_rate)
+        return _encode_aac(data, rate), rate
     container, subtype, _ = FORMATS[fmt]
     buffer = io.BytesIO()
-    data = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
-    if fmt == "opus" and sample_rate not in (8000, 12000, 16000, 24000, 48000):
-        raise ValueError(f"Opus cannot encode at {sample_rate} Hz")
-    sf.write(buffer, data, sample_rate, format=container, subtype=subtype)
-    return buffer.getvalue()
+    sf.write(buffer, data, rate, format=container, subtype=subtype)
+    return buffer.getvalue(), rate
 
 
 def mime_type(fmt: str, sample_rate: int | None = None) -> str:
     mime = FORMATS[fmt][2]
-    if fmt == "pcm" and sample_rate:
+    if fmt in RAW_FORMATS and sample_rate:
         return f"{mime};rate={sample_rate};channels=1"
     return mime
+
+
+class Resampler:
+    """FFmpeg's resampler (swresample, through PyAV) from one rate to another, for a stream: its
+    filter state is kept from chunk to chunk, so chunk boundaries leave no clicks."""
+
+    def __init__(self, in_rate: int, out_rate: int):
+        import av
+
+        self.in_rate, self.out_rate = in_rate, out_rate
+        self._av = av
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=out_rate)
+        self._pts = 0
+
+    def __call__(self, pcm: np.ndarray | None) -> np.ndarray:
+        """The resampled audio so far; None flushes what the filter still holds."""
+        if pcm is None:
+            frames = self._resampler.resample(None)
+        else:
+            frame = self._av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm, dtype=np.float32)[None, :],
+                                                     format="flt", layout="mono")
+            frame.sample_rate = self.in_rate
+            frame.pts = self._pts
+            self._pts += len(pcm)
+            frames = self._resampler.resample(frame)
+        parts = [f.to_ndarray()[0] for f in frames]
+        return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, dtype=np.float32)
+
+
+def resample(audio: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
+    """A whole clip at another rate."""
+    if in_rate == out_rate or len(audio) == 0:
+        return np.asarray(audio, dtype=np.float32)
+    resampler = Resampler(in_rate, out_rate)
+    return np.concatenate([resampler(audio), resampler(None)])
 
 
 def streaming_wav_header(sample_rate: int, channels: int = 1) -> bytes:

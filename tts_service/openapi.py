@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from .audio import SAMPLE_RATES
 from .security import may_see_details
 
 bp = Blueprint("openapi", __name__)
@@ -11,7 +12,15 @@ bp = Blueprint("openapi", __name__)
 ERROR = {"$ref": "#/components/schemas/Error"}
 # Something to say: a letter or digit in any script (text of only symbols or emoji is a 400).
 SPEAKABLE = r"[^\W_]"
-AUDIO_TYPES = ["audio/wav", "audio/flac", "audio/mpeg", "audio/ogg", "audio/aac", "audio/L16"]
+AUDIO_TYPES = ["audio/wav", "audio/flac", "audio/mpeg", "audio/ogg", "audio/aac", "audio/L16", "audio/PCMU",
+               "audio/PCMA"]
+
+
+# One server-sent event of the speech API (OpenAPI 3.2's reading of an event stream: each event).
+SSE_EVENT = {"type": "object", "required": ["data"], "properties": {
+    "data": {"type": "string", "description": "JSON: {\"type\": \"speech.audio.delta\", \"audio\": <base64>}, "
+                                              "then {\"type\": \"speech.audio.done\", \"usage\": {...}}"},
+    "event": {"type": "string"}}}
 
 
 def _errors(*codes: int, schema: dict = ERROR) -> dict:
@@ -30,7 +39,10 @@ def _tts_request(max_chars: int, languages: list[str], voices: list[str], format
         "language": {"type": "string", "enum": languages,
                      "description": "Language code; regional tags such as 'es-ES' are accepted too."},
         "voice": {"type": "string", "description": "A voice name from GET /voices."},
-        "format": {"type": "string", "enum": list(formats)},
+        "format": {"type": "string", "enum": list(formats),
+                   "description": "ulaw and alaw: G.711 for phone lines, raw, with the rate in Content-Type."},
+        "sample_rate": {"type": "integer", "enum": list(SAMPLE_RATES),
+                        "description": "Resample to this rate (the models speak at 24000 Hz)."},
         "words": {"type": "boolean", "description": "Return word timestamps."},
         "clean": {"type": "boolean", "description": "Turn Markdown, emoji and URLs into speakable text."},
     }
@@ -53,7 +65,7 @@ def _common_voices(router) -> list[str]:
 
 def build_spec(app) -> dict:
     from .routes.openai import OPENAI_MODELS, OPENAI_VOICES, RESPONSE_FORMATS
-    from .routes.stream import STREAM_FORMATS
+    from .audio_stream import STREAM_FORMATS
     from .routes.tts import TTS_FORMATS
 
     service = app.extensions["tts_service"]
@@ -83,11 +95,10 @@ def build_spec(app) -> dict:
                                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TTSResponse"}}}},
                           **_errors(400, 401, 413, 415, 429, 500, 503)}}},
         "/tts/stream": {"post": {
-            "summary": "Stream audio while it is generated: a WAV stream, or raw 16-bit PCM with format=pcm.",
+            "summary": "Stream audio while it is generated, in any format: an open-ended WAV by default.",
             "security": secured, "requestBody": stream_request,
             "responses": {"200": {"description": "Chunked audio.",
-                                  "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}},
-                                              "audio/L16": {"schema": {"type": "string", "format": "binary"}}}},
+                                  "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in AUDIO_TYPES}},
                           **_errors(400, 401, 413, 415, 429, 500, 503)}}},
         "/voices": {"get": {
             "summary": "The voices each language can use, and its default.",
@@ -105,14 +116,23 @@ def build_spec(app) -> dict:
                     "model": {"type": "string", "enum": list(OPENAI_MODELS) + ["auto"],
                               "description": "OpenAI's names, 'auto', or this service's engine and model ids."},
                     "input": {"type": "string", "minLength": 1, "maxLength": settings.max_chars, "pattern": SPEAKABLE},
-                    "voice": {"type": "string", "enum": list(OPENAI_VOICES) + voices,
+                    "voice": {"oneOf": [
+                        {"type": "string", "enum": list(OPENAI_VOICES) + voices},
+                        {"type": "object", "required": ["id"], "additionalProperties": False,
+                         "properties": {"id": {"type": "string", "enum": list(OPENAI_VOICES) + voices}}}],
                               "description": "OpenAI's voice names map to the language's default voice."},
+                    "instructions": {"type": "string", "description": "Accepted and not followed."},
                     "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS)},
+                    "sample_rate": {"type": "integer", "enum": list(SAMPLE_RATES)},
+                    "stream_format": {"type": "string", "enum": ["audio", "sse"],
+                                      "description": "audio: the bytes as they are made; sse: OpenAI's events."},
+                    "stream": {"type": "boolean", "description": "false: answer once the audio is whole."},
                     "speed": {"type": "number", "minimum": 0.25, "maximum": 4.0},
                     "language": {"type": "string", "enum": router.languages},
                     "clean": {"type": "boolean"}}}}}},
-            "responses": {"200": {"description": "Binary audio.",
-                                  "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in AUDIO_TYPES}},
+            "responses": {"200": {"description": "Audio, streamed as it is made, or OpenAI's server-sent events.",
+                                  "content": {**{t: {"schema": {"type": "string", "format": "binary"}} for t in AUDIO_TYPES},
+                                              "text/event-stream": {"schema": SSE_EVENT}}},
                           **_errors(400, 401, 413, 415, 429, 500, 503, schema={"$ref": "#/components/schemas/OpenAIError"})}}},
         "/v1/models": {"get": {
             "summary": "Models that /v1/audio/speech accepts.", "security": secured,

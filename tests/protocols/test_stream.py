@@ -61,7 +61,8 @@ def test_first_chunk_arrives_before_generation_ends(live):
 
 
 @pytest.mark.parametrize("body, message", [
-    ({"text": "Hi", "language": "en", "format": "mp3"}, "Streaming supports"),
+    ({"text": "Hi", "language": "en", "format": "midi"}, "'format' must be one of"),
+    ({"text": "Hi", "language": "en", "sample_rate": 11025}, "'sample_rate' must be one of"),
     ({"text": "", "language": "en"}, "'text' is empty"),
     ({"text": "Hola", "language": "xx"}, "Supported languages"),
 ])

@@ -80,6 +80,19 @@ class AudioStream:
             self.session.cancel()
             raise Refusal(refusals.TIMED_OUT, "Synthesis timed out.", retry_after=5) from None
 
+    def encoded(self, encoder) -> Iterator[bytes]:
+        """The answer through a `StreamEncoder`: its header, each chunk, and its end."""
+        try:
+            header = encoder.header()
+            if header:
+                yield header
+            yield from self.chunks(encoder.encode)
+            tail = encoder.finish()
+            if tail:
+                yield tail
+        finally:
+            encoder.close()
+
     def chunks(self, encode: Callable[[object], bytes]) -> Iterator[bytes]:
         """Each audio chunk through `encode` (float32 PCM in, bytes out), in order, until the end."""
         try:

@@ -28,6 +28,7 @@ import msgpack
 import numpy as np
 from flask import Blueprint, jsonify, request
 
+from ..audio_stream import StreamEncoder
 from ..errors import ApiError, bad_request
 from ..service import get_service
 from ..speech.events import Audio, Done, Error, Word
@@ -36,7 +37,7 @@ from ..speech.request import SpeechRequest
 from ..speech.session import Session
 from ..speech.voices import FALLBACK
 from .http import AudioStream, json_body
-from .stream import pcm_response
+from .stream import audio_response
 from .websocket import Channel, authorized, bp, protocol_error, serve, upgrade
 
 logger = logging.getLogger(__name__)
@@ -161,6 +162,7 @@ def _unauthorized() -> ApiError:
 
 
 @bp.route("/api/tts_streaming", websocket=True)
+@bp.route("/api/tts-streaming", websocket=True)  # the name some Kyutai clients use
 def kyutai_streaming():
     if not authorized("auth_id", "api_key"):
         raise _unauthorized()
@@ -233,6 +235,7 @@ def _dispatch(session: Session, data) -> None:
 
 
 @bp.post("/api/tts_streaming")
+@bp.post("/api/tts-streaming")
 def kyutai_post():
     """moshi-server's POST form: `{"text", "voice"}` in, a WAV stream out while it is generated."""
     if not authorized():
@@ -243,7 +246,8 @@ def kyutai_post():
             raise bad_request(f"'{name}' must be a string.")
     speech = SpeechRequest(text=body.get("text"), language=body.get("language") or None,
                            voice=body.get("voice") or None, voice_policy=FALLBACK)
-    return pcm_response(AudioStream(get_service(), speech).open(), "wav")
+    stream = AudioStream(get_service(), speech).open()
+    return audio_response(stream, StreamEncoder("wav", stream.sample_rate))
 
 
 @info_bp.get("/api/modules_info")

@@ -6,6 +6,8 @@ import base64
 
 from flask import Blueprint, jsonify, request
 
+from .. import audio
+from ..audio_stream import check_output
 from ..disconnect import watch_client
 from ..errors import bad_request, request_id
 from ..security import public_model_id
@@ -16,30 +18,29 @@ from .http import flag, json_body
 
 bp = Blueprint("tts", __name__)
 
-TTS_FORMATS = ("wav", "flac", "mp3", "opus", "aac", "pcm")
+TTS_FORMATS = tuple(audio.FORMATS)
 
 
-def speech_request(body: dict, formats: tuple[str, ...]) -> tuple[SpeechRequest, str, bool]:
-    """/tts and /tts/stream's body: the core's request, the format and whether words were asked for."""
+def speech_request(body: dict, formats: tuple[str, ...]) -> tuple[SpeechRequest, str, int | None, bool]:
+    """/tts and /tts/stream's body: the core's request, the format, the rate asked for (None: the
+    model's) and whether words were asked for."""
     settings = get_service().settings
     speech = SpeechRequest(text=body.get("text"), language=body.get("language"), voice=body.get("voice"),
                            clean=flag(body, "clean", settings.clean_text))
-    fmt = body.get("format", "wav")
-    if fmt not in formats:
-        raise bad_request(f"'format' must be one of {', '.join(formats)}.")
+    fmt, rate = check_output(body.get("format", "wav"), body.get("sample_rate"), formats)
     words = body.get("words", body.get("timestamps", False))
     if not isinstance(words, bool):
         raise bad_request("'words' must be true or false.")
-    return speech, fmt, words
+    return speech, fmt, rate, words
 
 
 @bp.post("/tts")
 def tts():
     service = get_service()
     body = json_body()
-    speech, fmt, words = speech_request(body, TTS_FORMATS)
+    speech, fmt, rate, words = speech_request(body, TTS_FORMATS)
     with watch_client(request.environ, label=request_id()) as watch:
-        entry, hit = render(service, speech, fmt=fmt, watch=watch)
+        entry, hit = render(service, speech, fmt=fmt, rate=rate, watch=watch)
     meta = entry.meta
     answer = {
         "audioContent": base64.b64encode(entry.audio).decode("ascii"),

@@ -1,8 +1,9 @@
 """`/ws/tts`: this service's JSON WebSocket, used by `KyutaiTTS.speakStream()` in web/tts-integration.js.
 
 In: `{"type": "text", "text"}` (any number) then `{"type": "end"}`; query `language`, `voice`,
-`api_key`. Out: `{"type": "ready", "sample_rate", "format": "pcm_s16le", "provider", "model",
-"language", "voice"}`, binary 16-bit PCM chunks, `{"type": "word", "word", "start", "end"}`, then
+`api_key`, `format` (`pcm_s16le` by default, `ulaw`, `alaw` or any streamed format) and
+`sample_rate`. Out: `{"type": "ready", "sample_rate", "format", "provider", "model", "language",
+"voice"}`, binary audio chunks, `{"type": "word", "word", "start", "end"}`, then
 `{"type": "done", "duration"}` or `{"type": "error", "message", "code"}` (`code`: the refusal's
 kind), and a close. Every refusal is an in-protocol error (a browser cannot read an HTTP status
 from a failed upgrade), so that the page falls back to the Web Speech API with a reason.
@@ -14,7 +15,7 @@ import json
 
 from flask import request
 
-from .. import audio
+from ..audio_stream import STREAM_FORMATS, StreamEncoder, check_output
 from ..security import public_model_id
 from ..service import get_service
 from ..speech.events import Audio, Done, Error, Word
@@ -22,6 +23,10 @@ from ..speech.refusals import Refusal
 from ..speech.request import SpeechRequest
 from ..speech.session import Session
 from .websocket import Channel, authorized, bp, protocol_error, serve, upgrade
+
+
+# `pcm_s16le` is the name this socket has always used for 16-bit PCM.
+FORMATS = ("pcm_s16le", *STREAM_FORMATS)
 
 
 def _error(refusal: Refusal) -> str:
@@ -40,13 +45,23 @@ def json_streaming():
         channel = Channel(ws, _error)
         if not allowed:
             return channel.fail(Refusal("bad_request", "Missing or wrong API key."))
+        try:
+            fmt, rate = check_output(args.get("format", "pcm_s16le"), args.get("sample_rate"), FORMATS)
+        except Refusal as refusal:
+            return channel.fail(refusal)
+        encoder: StreamEncoder | None = None
 
         def on_event(event) -> None:
             if isinstance(event, Audio):
-                channel.send(audio.to_pcm16(event.pcm))
+                data = encoder.encode(event.pcm)
+                if data:
+                    channel.send(data)
             elif isinstance(event, Word):
                 channel.send(json.dumps({"type": "word", "word": event.text, "start": event.start, "end": event.stop}))
             elif isinstance(event, Done):
+                tail = encoder.finish()
+                if tail:
+                    channel.send(tail)
                 channel.send(json.dumps({"type": "done", "duration": round(event.duration, 3)}))
                 channel.close(1000, "done")
             elif isinstance(event, Error):
@@ -58,10 +73,17 @@ def json_streaming():
         except Refusal as refusal:
             return channel.fail(refusal)
         engine = session.route.engine
-        channel.send(json.dumps({"type": "ready", "sample_rate": engine.sample_rate, "format": "pcm_s16le",
+        encoder = StreamEncoder("pcm" if fmt == "pcm_s16le" else fmt, engine.sample_rate, rate)
+        header = encoder.header()
+        channel.send(json.dumps({"type": "ready", "sample_rate": encoder.sample_rate, "format": fmt,
                                  "provider": engine.provider, "model": public_model_id(engine.model_id),
                                  "language": session.route.language, "voice": session.voice_name}))
-        serve(ws, channel, session, lambda data: _dispatch(session, data))
+        if header:
+            channel.send(header)
+        try:
+            serve(ws, channel, session, lambda data: _dispatch(session, data))
+        finally:
+            encoder.close()
 
     return upgrade(handler)
 

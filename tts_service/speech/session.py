@@ -18,8 +18,9 @@ Text is checked and prepared in the caller's thread as it arrives, never in a mo
 pause tags (`<break time="1.5s"/>`) split the text, and each pause is exact silence put between
 the pieces. On an engine that takes streamed text (DSM) the words of each stretch between pauses
 feed one job, which waits for words rather than inventing them. On the others, which need whole
-texts, words collect into clauses spoken as soon as each is complete: at a sentence end, or when
-no new word arrived for `TTS_SESSION_CLAUSE_PAUSE`; each word's time is then estimated from its
+texts, words collect into clauses spoken as soon as each is complete: at a sentence end (the
+session's first clause already at a comma once `FIRST_CLAUSE_MIN_WORDS` words come before it), or
+when no new word arrived for `TTS_SESSION_CLAUSE_PAUSE`; each word's time is then estimated from its
 clause's audio length. Nothing without a letter or a digit is ever spoken: a stream that held
 only marks or emoji ends with a `nothing_to_say` error. Streamed sessions hold at most a share of
 each engine's slots (`TTS_SESSION_SLOT_SHARE`), so that whole texts always find room, and a job's
@@ -61,6 +62,28 @@ PAUSE_SECONDS = 0.15
 _CLAUSE_END = re.compile(r"[.!?…;:][\"')\]»”’]*\s")
 # A clause with no end in sight is cut at a space once it is this long.
 MAX_CLAUSE_CHARS = 400
+# A session's first clause may end at a comma (or `;`, `:`) once this many words come before it,
+# so that a long first sentence starts to sound before it is written to its end. Measured with
+# bench/first_clause.py (docs/benchmarks.md): words written at 14 per second, the full-size Spanish
+# Pocket TTS, best of 5. A 27-word first sentence spoke after 1.93 s waiting for its end, after
+# 0.85 to 0.92 s from its comma after 12 words with any value from 4 to 12, 0.25 s with 3 (its first
+# clause "Claro que sí,"); sentences with their comma after 7 and 6 words spoke after 0.56 and 0.43 s
+# with 6, 1.85 and 1.79 s (their ends) with 8. Of 24 short sentences with a comma, 6 splits 4, 5
+# splits 7, 4 splits 11 and 3 splits 16: 6 is the highest value that cuts both those sentences.
+FIRST_CLAUSE_MIN_WORDS = 6
+_CLAUSE_BREAK = re.compile(r"[,;:][\"')\]»”’]*\s")
+
+
+def first_clause_end(text: str, min_words: int) -> int:
+    """Where a session's first clause may end before its sentence does: just after the first comma,
+    `;` or `:` (and a space) that follows at least `min_words` words; 0 while there is none."""
+    words, start = 0, 0
+    for match in _CLAUSE_BREAK.finditer(text):
+        words += sum(1 for word in text[start:match.start()].split() if has_speech(word))
+        start = match.start()
+        if words >= min_words:
+            return match.end()
+    return 0
 
 
 class _Speech:
@@ -143,6 +166,7 @@ class Session:
         self._raw = ""  # clean: the sentence still being written
         self._pending = ""  # text not handed out yet: it ends in an unfinished pause tag
         self._pending_clause = ""  # words of a clause that has not ended yet
+        self._spoke_clause = False  # a clause went out: the next ones wait for sentence ends
         self._clause_order = threading.Lock()  # clauses leave in order, whichever thread completes them
         self._last_text = time.monotonic()
         self._segments: deque = deque()  # _Speech, _Piece, or a pause in seconds
@@ -404,6 +428,8 @@ class Session:
                 cut = 0
                 for match in _CLAUSE_END.finditer(buffer, max(0, len(self._pending_clause) - 3)):
                     cut = match.end()
+                if not cut and not self._spoke_clause:
+                    cut = first_clause_end(buffer, FIRST_CLAUSE_MIN_WORDS)
                 if len(buffer) - cut > MAX_CLAUSE_CHARS:
                     space = buffer.rfind(" ", cut, len(buffer) - 1)
                     cut = space + 1 if space > cut else len(buffer)
@@ -413,6 +439,7 @@ class Session:
             if has_speech(complete):
                 request = self._prepared(" ".join(complete.split()))
                 if request is not None:
+                    self._spoke_clause = True
                     self._push(_Piece(request, None if self.route.engine.capabilities.word_times else complete.split()))
 
     def _push(self, segment) -> None:

@@ -58,26 +58,35 @@ def speak(service, request: SpeechRequest, watch=None) -> Spoken:
                   session.route)
 
 
-def cache_key(service, request: SpeechRequest, fmt: str, speed: float) -> str:
+def cache_key(service, request: SpeechRequest, fmt: str, speed: float, rate: int | None = None) -> str:
     resolved = resolve(service.router, request.language, request.voice, request.voice_policy)
     engine = resolved.route.engine
     return AudioCache.key(engine=resolved.route.key, model=engine.model_id, language=resolved.language,
                           voice=resolved.voice or engine.voices(resolved.language)[1], text=request.text,
-                          clean=request.clean, format=fmt, speed=speed,
+                          clean=request.clean, format=fmt, speed=speed, rate=rate,
                           max_seconds=service.settings.max_audio_seconds, **engine.sampling())
 
 
-def render(service, request: SpeechRequest, *, fmt: str, speed: float = 1.0, watch=None) -> tuple[CachedAudio, bool]:
-    """Encoded audio and its description, from the cache when possible; returns (entry, was_hit)."""
+def cached(service, request: SpeechRequest, *, fmt: str, speed: float = 1.0,
+           rate: int | None = None) -> tuple[CachedAudio | None, str | None]:
+    """The cached answer to `request`, or None; and its cache key (None without a cache)."""
     settings, cache = service.settings, service.cache
     check_text(check_whole_text(request.text, settings.max_chars, request.text_field))  # before it is hashed
-    key = cache_key(service, request, fmt, speed) if cache is not None else None
-    if cache is not None:
-        hit = cache.get(key)
-        if hit is not None:
-            service.metrics.cache.labels("hit").inc()
-            return hit, True
-        service.metrics.cache.labels("miss").inc()
+    if cache is None:
+        return None, None
+    key = cache_key(service, request, fmt, speed, rate)
+    hit = cache.get(key)
+    service.metrics.cache.labels("hit" if hit is not None else "miss").inc()
+    return hit, key
+
+
+def render(service, request: SpeechRequest, *, fmt: str, speed: float = 1.0, rate: int | None = None,
+           watch=None) -> tuple[CachedAudio, bool]:
+    """Encoded audio and its description, from the cache when possible; returns (entry, was_hit)."""
+    settings, cache = service.settings, service.cache
+    hit, key = cached(service, request, fmt=fmt, speed=speed, rate=rate)
+    if hit is not None:
+        return hit, True
     # Slowed down, the audio grows: generate only what still fits TTS_MAX_AUDIO_SECONDS once slowed.
     request.max_audio_seconds = settings.max_audio_seconds * min(speed, 1.0)
     spoken = speak(service, request, watch)
@@ -88,18 +97,19 @@ def render(service, request: SpeechRequest, *, fmt: str, speed: float = 1.0, wat
         limit = int(settings.max_audio_seconds * spoken.sample_rate)
         truncated = truncated or len(samples) > limit
         samples = samples[:limit]
+    data, out_rate = audio.encode(samples, spoken.sample_rate, fmt, rate)
     meta = {
         "language": spoken.route.language,
         "provider": spoken.route.engine.provider,
         "model": spoken.route.engine.model_id,
-        "sample_rate": spoken.sample_rate,
+        "sample_rate": out_rate,
         "duration": round(len(samples) / spoken.sample_rate, 3),
         "voice": spoken.voice,
         "truncated": truncated,
         "words": [{"word": w.text, "start": round(w.start, 3), "end": round(w.stop, 3)} for w in words],
         "pieces": [round(d, 3) for d in spoken.pieces],
     }
-    entry = CachedAudio(audio.encode(samples, spoken.sample_rate, fmt), meta)
+    entry = CachedAudio(data, meta)
     if cache is not None:
         cache.put(key, entry)
     return entry, False
