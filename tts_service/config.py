@@ -166,6 +166,10 @@ class Settings:
                                    "Requests generated together in one batch, per model (DSM and each Pocket TTS language).")
     batch_wait_ms: float = _setting("TTS_BATCH_WAIT_MS", 20.0, _non_negative(float),
                                     "How long an idle worker waits for more requests to batch.")
+    realtime_margin: float = _setting("TTS_REALTIME_MARGIN", 1.25, _non_negative(float),
+                                      "A new request joins a running batch only while every request in it is predicted to "
+                                      "stay this many times faster than real time (from the steps' measured cost); the "
+                                      "others wait in arrival order. 0 admits up to TTS_MAX_BATCH_SIZE whatever it costs.")
     max_queue: int = _setting("TTS_MAX_QUEUE", 32, _positive(int),
                               "Requests waiting per engine before new ones get 503.")
     request_timeout: float = _setting("TTS_REQUEST_TIMEOUT", 120.0, _positive(float),

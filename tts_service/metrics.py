@@ -38,6 +38,12 @@ class Metrics:
                                     ["engine"], registry=registry, buckets=(1, 2, 4, 8, 16, 32, 64))
         self.cache = Counter("tts_cache_requests_total", "Audio cache look-ups by result.", ["result"],
                              registry=registry)
+        self.realtime_headroom = Gauge("tts_realtime_headroom", "How many times faster than real time the requests "
+                                       "being generated run (a step's audio over its measured cost; idle: one request); "
+                                       "0 before any step.",
+                                       ["engine"], registry=registry)
+        self.held_for_realtime = Gauge("tts_requests_held_for_realtime", "Requests that waited for room that keeps "
+                                       "the batch real time.", ["engine"], registry=registry)
         self.load_seconds = Gauge("tts_model_load_seconds", "Time taken to load each model.", ["engine"],
                                   registry=registry)
         self.model_ready = Gauge("tts_model_ready", "1 when the model is loaded and serving.", ["engine"],
@@ -62,6 +68,8 @@ class Metrics:
         for key, scheduler in router.schedulers.items():
             self.queue_depth.labels(key).set(scheduler.queue_depth)
             self.active.labels(key).set(scheduler.active)
+            self.realtime_headroom.labels(key).set(scheduler.realtime_headroom or 0)
+            self.held_for_realtime.labels(key).set(scheduler.stats.held_for_realtime)
             self.model_ready.labels(key).set(1 if scheduler.engine.is_loaded else 0)
             if scheduler.engine.load_seconds is not None:
                 self.load_seconds.labels(key).set(scheduler.engine.load_seconds)

@@ -81,6 +81,7 @@ class Router:
                 self.schedulers[key] = Scheduler(
                     self._build(kind, language), max_queue=settings.max_queue,
                     batch_wait=settings.batch_wait_ms / 1000.0, timeout=settings.request_timeout, name=key,
+                    realtime_margin=settings.realtime_margin,
                     **hooks)
             self.routes[language] = Route(language, key, self.schedulers[key])
 

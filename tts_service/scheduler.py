@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .engines.base import Engine, EngineError, SlotOutput, SynthesisRequest, WordTiming
+from .realtime import StepCost, headroom, room_for_one_more
 from .threads import release_helpers
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class Job:
         self.finished_at: float | None = None
         self.samples = 0
         self.truncated = False
+        self.held = False  # it waited for a row that keeps the batch real time
         self.words: list[WordTiming] = []
         self._events: queue.Queue = queue.Queue()
         self._cancelled = threading.Event()
@@ -175,6 +177,7 @@ class SchedulerStats:
     expired: int = 0
     steps: int = 0
     batch_sizes: collections.Counter = field(default_factory=collections.Counter)
+    held_for_realtime: int = 0  # admissions put off because one more row would fall behind real time
 
 
 class Scheduler:
@@ -183,12 +186,15 @@ class Scheduler:
     def __init__(self, engine: Engine, *, max_queue: int = 32, batch_wait: float = 0.02,
                  timeout: float = 120.0, name: str | None = None,
                  on_step: Callable[[int], None] | None = None,
-                 on_done: Callable[[Job], None] | None = None, idle_unload: float = 0.0):
+                 on_done: Callable[[Job], None] | None = None, idle_unload: float = 0.0,
+                 realtime_margin: float = 0.0):
         self.engine = engine
         self.name = name or engine.provider
         self.batch_wait = batch_wait
         self.timeout = timeout
         self.stats = SchedulerStats()
+        self.realtime_margin = realtime_margin
+        self.step_cost = StepCost()
         self._on_step = on_step
         self._on_done = on_done
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
@@ -226,6 +232,11 @@ class Scheduler:
     @property
     def active(self) -> int:
         return len(self.engine.active_jobs()) if self.engine.is_loaded else 0
+
+    @property
+    def realtime_headroom(self) -> float | None:
+        """How many times faster than real time the rows now held run (idle: one row); None unmeasured."""
+        return headroom(self.step_cost, max(self.active, 1), self.engine.frame_seconds)
 
     # -- requests --------------------------------------------------------------------------
     def check_available(self) -> None:
@@ -351,6 +362,12 @@ class Scheduler:
                 return
         now = time.monotonic()
         while self._pending and self.engine.free_slots() > 0:
+            rows = len(self.engine.active_jobs())
+            if not room_for_one_more(self.step_cost, rows, self.engine.frame_seconds, self.realtime_margin):
+                if not self._pending[0].held:
+                    self._pending[0].held = True
+                    self.stats.held_for_realtime += 1
+                break
             job = self._pending.popleft()
             if job.cancelled:
                 self.stats.cancelled += 1
@@ -390,6 +407,7 @@ class Scheduler:
         self.stats.batch_sizes[len(active)] += 1
         if self._on_step is not None:
             self._on_step(len(active))
+        started = time.perf_counter()
         try:
             outputs = self.engine.step()
         except Exception as exc:
@@ -405,6 +423,7 @@ class Scheduler:
             release_helpers()
             time.sleep(0.002)  # every job waits for text: don't spin
             return
+        self.step_cost.record(len(active), time.perf_counter() - started)
         for output in outputs:
             self._deliver(output)
 

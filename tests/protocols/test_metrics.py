@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -28,3 +29,15 @@ def test_metrics_count_requests_audio_speed_and_load(make_app):
     assert values[("tts_model_ready", (("engine", "dsm"),))] == 1
     assert ("tts_queue_depth", (("engine", "dsm"),)) in values
     assert values[("tts_http_request_seconds_count", (("endpoint", "/tts"),))] >= 2
+
+
+def test_health_and_metrics_say_how_far_ahead_of_real_time_each_engine_runs(make_app):
+    client = make_app(realtime_margin=1.25).test_client()
+    engine = client.get("/health").get_json()["engines"][0]
+    assert engine["slots"] >= 1 and "realtime_headroom" not in engine  # no step measured yet
+    assert client.post("/tts", json={"text": "Hello there.", "language": "en"}).status_code == 200
+    engine = client.get("/health").get_json()["engines"][0]
+    assert engine["realtime_headroom"] > 0
+    values = samples(client.get("/metrics").get_data(as_text=True))
+    assert values[("tts_realtime_headroom", (("engine", "dsm"),))] == pytest.approx(engine["realtime_headroom"], rel=0.05)
+    assert ("tts_requests_held_for_realtime", (("engine", "dsm"),)) in values

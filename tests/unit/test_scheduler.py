@@ -18,9 +18,9 @@ class FakeEngine(Engine):
     provider = "fake"
     kind = "fake"
 
-    def __init__(self, slots: int = 4, frames: int = 3, step_seconds: float = 0.0):
+    def __init__(self, slots: int = 4, frames: int = 3, step_seconds: float = 0.0, row_seconds: float = 0.0):
         super().__init__()
-        self.slots, self.frames, self.step_seconds = slots, frames, step_seconds
+        self.slots, self.frames, self.step_seconds, self.row_seconds = slots, frames, step_seconds, row_seconds
         self.active: dict = {}
         self.batches: list[list[int]] = []
         self.gate = threading.Event()
@@ -49,7 +49,7 @@ class FakeEngine(Engine):
 
     def step(self) -> list[SlotOutput]:
         self.gate.wait(5)
-        time.sleep(self.step_seconds)
+        time.sleep(self.step_seconds + self.row_seconds * len(self.active))
         self.batches.append(sorted(job.id for job in self.active))
         outputs = []
         for job in list(self.active):

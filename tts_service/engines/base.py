@@ -124,6 +124,7 @@ class Engine(abc.ABC):
     provider: str = ""
     kind: str = ""  # the short name clients may ask for ("dsm", "pocket")
     aliases: tuple[str, ...] = ()  # other model names clients use for it
+    frame_seconds: float = 0.08  # audio one step makes for each row (both models run at 12.5 Hz)
     capabilities = Capabilities()
     frame_rate: float = 12.5
 

@@ -28,7 +28,11 @@ def _details(router, settings) -> dict:
             "languages": sorted(lang for lang, route in router.routes.items() if route.key == key),
             "queue_depth": scheduler.queue_depth,
             "active": scheduler.active,
+            "slots": engine.max_slots,
         }
+        headroom = scheduler.realtime_headroom
+        if headroom is not None:
+            entry["realtime_headroom"] = round(headroom, 2)  # times faster than real time, this batch (idle: one)
         if engine.error:
             entry["error"] = redact_paths(str(engine.error))
         engines.append(entry)

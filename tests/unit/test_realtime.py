@@ -1,0 +1,75 @@
+"""Admission that keeps real time: the step-cost model, and the scheduler holding a row back
+(with a fake engine whose step costs a known time per row, in milliseconds)."""
+
+from __future__ import annotations
+
+import pytest
+
+from test_scheduler import FakeEngine
+from tts_service.engines.base import SynthesisRequest
+from tts_service.realtime import StepCost, headroom, room_for_one_more
+from tts_service.scheduler import Scheduler
+
+FRAME = 0.02  # this fake engine's frame: 20 ms of audio per step and row
+
+
+def test_an_unseen_row_count_is_guessed_from_the_nearest_smaller_as_if_each_row_cost_the_same():
+    cost = StepCost()
+    assert cost.predict(3) is None
+    cost.record(2, 0.010)
+    assert cost.predict(2) == pytest.approx(0.010)
+    assert cost.predict(4) == pytest.approx(0.020)
+    assert cost.predict(1) == pytest.approx(0.010)  # fewer rows cost no more than the nearest larger
+    cost.record(2, 0.020)
+    assert cost.predict(2) == pytest.approx(0.012)  # a moving average, not the last step
+
+
+def test_room_for_one_more():
+    cost = StepCost()
+    assert room_for_one_more(cost, 0, FRAME, 1.25) and room_for_one_more(cost, 3, FRAME, 1.25)  # nothing seen
+    cost.record(3, 0.012)  # 4 ms a row: 4 rows would take 16 ms of a 20 ms frame, 5 rows 20 ms
+    assert room_for_one_more(cost, 3, FRAME, 1.25)
+    cost.record(4, 0.016)
+    assert not room_for_one_more(cost, 4, FRAME, 1.25)
+    assert room_for_one_more(cost, 4, FRAME, 0)  # 0: no limit
+    assert room_for_one_more(cost, 0, FRAME, 1.25)  # a lone row always runs
+    assert headroom(cost, 4, FRAME) == pytest.approx(1.25)
+
+
+def run(engine: FakeEngine, margin: float, count: int) -> Scheduler:
+    engine.frame_seconds = FRAME
+    scheduler = Scheduler(engine, max_queue=64, batch_wait=0.0, timeout=60, realtime_margin=margin)
+    scheduler.start(preload=True)
+    # One request alone first: until a step was measured, nothing is known, and a burst is let in whole.
+    scheduler.submit(SynthesisRequest(text="x", language="xx")).result()
+    engine.batches.clear()
+    jobs = [scheduler.submit(SynthesisRequest(text="x", language="xx")) for _ in range(count)]
+    for job in jobs:
+        assert len(job.result().audio) == engine.frames  # everyone gets all their audio
+    scheduler.stop(timeout=10)
+    return scheduler
+
+
+def most_rows(engine: FakeEngine) -> int:
+    return max(len(batch) for batch in engine.batches)
+
+
+def test_rows_that_would_fall_behind_real_time_wait_their_turn():
+    # 4 ms a row and a 20 ms frame: with a margin of 1.25 at most 4 rows stay real time (16 ms).
+    engine = FakeEngine(slots=12, frames=8, row_seconds=0.004)
+    scheduler = run(engine, margin=1.25, count=10)
+    assert 2 <= most_rows(engine) <= 4  # guessed from one row's cost, then learnt
+    assert scheduler.stats.held_for_realtime > 0
+    assert scheduler.stats.completed == 11
+
+
+def test_without_a_margin_every_slot_fills():
+    engine = FakeEngine(slots=12, frames=8, row_seconds=0.004)
+    run(engine, margin=0, count=10)
+    assert most_rows(engine) == 10
+
+
+def test_cheap_rows_all_run_together():
+    engine = FakeEngine(slots=12, frames=8)
+    scheduler = run(engine, margin=1.25, count=10)
+    assert most_rows(engine) == 10 and scheduler.stats.held_for_realtime == 0

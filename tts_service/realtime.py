@@ -1,0 +1,64 @@
+"""Whether one more row keeps every row real time, from what the engine's steps have cost.
+
+Each step of an engine makes one frame of audio (80 ms) for every row it holds, so a batch stays
+real time while a step takes less than a frame. `StepCost` learns a step's seconds for each number
+of rows from the steps themselves (a moving average per row count), and guesses an unseen count
+from the nearest smaller one as if each row cost the same (batches cost less than that: the
+guess errs on the side of waiting). The scheduler admits a new row only while the step it would
+make is predicted under a frame divided by the margin; the others wait in arrival order, so that
+the streams already playing never run dry. Kyutai's servers size a fixed number of slots for the
+hardware; this sizes them from the hardware as it runs, and follows a machine that gets busier.
+"""
+
+from __future__ import annotations
+
+import threading
+
+
+class StepCost:
+    """Seconds per step by number of rows: a moving average per count, learnt as steps run."""
+
+    def __init__(self, smoothing: float = 0.2):
+        self.smoothing = smoothing
+        self._seconds: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def record(self, rows: int, seconds: float) -> None:
+        if rows <= 0:
+            return
+        with self._lock:
+            old = self._seconds.get(rows)
+            self._seconds[rows] = seconds if old is None else old + self.smoothing * (seconds - old)
+
+    def predict(self, rows: int) -> float | None:
+        """A step's seconds with `rows` rows; None before any step was seen."""
+        with self._lock:
+            if rows in self._seconds:
+                return self._seconds[rows]
+            smaller = [count for count in self._seconds if count < rows]
+            if smaller:
+                nearest = max(smaller)
+                return self._seconds[nearest] * rows / nearest
+            larger = [count for count in self._seconds if count > rows]
+            return self._seconds[min(larger)] if larger else None
+
+    def snapshot(self) -> dict[int, float]:
+        with self._lock:
+            return dict(self._seconds)
+
+
+def headroom(cost: StepCost, rows: int, frame_seconds: float) -> float | None:
+    """How many times faster than real time a step with `rows` rows runs (1.0: just real time)."""
+    seconds = cost.predict(rows) if rows else None
+    return frame_seconds / seconds if seconds else None
+
+
+def room_for_one_more(cost: StepCost, rows: int, frame_seconds: float, margin: float) -> bool:
+    """Whether a row may join `rows` others and every row still run `margin` times real time.
+
+    A lone row always may (nothing else is playing); so may any row while no step was measured yet
+    (a burst that comes first is let in whole, as without a margin)."""
+    if margin <= 0 or rows == 0:
+        return True
+    seconds = cost.predict(rows + 1)
+    return seconds is None or seconds * margin <= frame_seconds
