@@ -2,9 +2,11 @@
 
 Each step of an engine makes one frame of audio (80 ms) for every row it holds, so a batch stays
 real time while a step takes less than a frame. `StepCost` learns a step's seconds for each number
-of rows from the steps themselves (a moving average per row count), and guesses an unseen count
-from the nearest smaller one as if each row cost the same (batches cost less than that: the
-guess errs on the side of waiting). The scheduler admits a new row only while the step it would
+of rows from the steps themselves (a moving average per row count). A count beyond those seen is
+guessed on the line through the two largest seen (what a step costs whatever its rows, plus what
+each row adds: a DSM batch costs nearly the same with few rows as with many, a Pocket TTS batch
+grows with its rows); with one count seen, as if each row cost the same, which errs on the side
+of waiting. The scheduler admits a new row only while the step it would
 make is predicted under a frame divided by the margin; the others wait in arrival order, so that
 the streams already playing never run dry. Kyutai's servers size a fixed number of slots for the
 hardware; this sizes them from the hardware as it runs, and follows a machine that gets busier.
@@ -33,14 +35,18 @@ class StepCost:
     def predict(self, rows: int) -> float | None:
         """A step's seconds with `rows` rows; None before any step was seen."""
         with self._lock:
-            if rows in self._seconds:
-                return self._seconds[rows]
-            smaller = [count for count in self._seconds if count < rows]
+            seen = self._seconds
+            if rows in seen:
+                return seen[rows]
+            smaller = sorted(count for count in seen if count < rows)
+            if len(smaller) >= 2:
+                below, top = smaller[-2], smaller[-1]
+                per_row = max((seen[top] - seen[below]) / (top - below), seen[top] / top / 4)
+                return seen[top] + per_row * (rows - top)
             if smaller:
-                nearest = max(smaller)
-                return self._seconds[nearest] * rows / nearest
-            larger = [count for count in self._seconds if count > rows]
-            return self._seconds[min(larger)] if larger else None
+                return seen[smaller[-1]] * rows / smaller[-1]
+            larger = [count for count in seen if count > rows]
+            return seen[min(larger)] if larger else None
 
     def snapshot(self) -> dict[int, float]:
         with self._lock:

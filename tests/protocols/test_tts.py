@@ -176,11 +176,14 @@ def test_unexpected_failure_is_500_with_request_id_and_no_traceback(make_app, mo
 def test_full_queue_answers_503_with_retry_after(make_app):
     app = make_app(max_queue=1, max_batch_size=1)
 
-    def call(_):
-        return app.test_client().post("/tts", json={"text": HELLO * 2, "language": "en"})
+    start = threading.Barrier(16)
 
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        responses = list(pool.map(call, range(8)))
+    def call(_):
+        start.wait(30)  # all at once: one slot and one place in the queue cannot take them all
+        return app.test_client().post("/tts", json={"text": HELLO * 3, "language": "en"})
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(call, range(16)))
     statuses = [r.status_code for r in responses]
     assert 200 in statuses
     busy = [r for r in responses if r.status_code == 503]

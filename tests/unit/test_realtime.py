@@ -13,15 +13,26 @@ from tts_service.scheduler import Scheduler
 FRAME = 0.02  # this fake engine's frame: 20 ms of audio per step and row
 
 
-def test_an_unseen_row_count_is_guessed_from_the_nearest_smaller_as_if_each_row_cost_the_same():
+def test_an_unseen_row_count_is_guessed_from_those_seen():
     cost = StepCost()
     assert cost.predict(3) is None
     cost.record(2, 0.010)
     assert cost.predict(2) == pytest.approx(0.010)
-    assert cost.predict(4) == pytest.approx(0.020)
+    assert cost.predict(4) == pytest.approx(0.020)  # one count seen: as if each row cost the same
     assert cost.predict(1) == pytest.approx(0.010)  # fewer rows cost no more than the nearest larger
     cost.record(2, 0.020)
     assert cost.predict(2) == pytest.approx(0.012)  # a moving average, not the last step
+
+
+def test_beyond_two_counts_seen_the_guess_follows_their_line():
+    flat = StepCost()  # a step that costs nearly the same whatever its rows (a DSM batch on a GPU)
+    flat.record(1, 0.0200)
+    flat.record(4, 0.0212)
+    assert flat.predict(64) == pytest.approx(0.0212 + 60 * 0.0212 / 4 / 4)  # never under a quarter of a row's share
+    growing = StepCost()  # a step that grows with its rows (Pocket TTS on a CPU)
+    growing.record(2, 0.020)
+    growing.record(4, 0.036)
+    assert growing.predict(6) == pytest.approx(0.052)
 
 
 def test_room_for_one_more():
