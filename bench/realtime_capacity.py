@@ -24,12 +24,9 @@ import requests
 
 from common import start_server, stop_server
 from first_byte import pocket_env
+from pocket_peers import SUBJECTS
 
 RATE = 24000
-SUBJECTS = ["El tren de la mañana", "La biblioteca del barrio", "Mi abuela", "El mercado central",
-            "La profesora de música", "Un perro pequeño", "El río", "La panadería de la esquina",
-            "El equipo de fútbol", "La luna llena", "Un viejo reloj", "La playa del norte",
-            "El jardín botánico", "Mi vecino", "La tormenta", "El museo de ciencias"]
 
 
 def answer(i: int) -> str:

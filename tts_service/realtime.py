@@ -48,10 +48,6 @@ class StepCost:
             larger = [count for count in seen if count > rows]
             return seen[min(larger)] if larger else None
 
-    def snapshot(self) -> dict[int, float]:
-        with self._lock:
-            return dict(self._seconds)
-
 
 def headroom(cost: StepCost, rows: int, frame_seconds: float) -> float | None:
     """How many times faster than real time a step with `rows` rows runs (1.0: just real time)."""

@@ -362,21 +362,25 @@ class Scheduler:
                 return
         now = time.monotonic()
         while self._pending and self.engine.free_slots() > 0:
-            rows = len(self.engine.active_jobs())
-            if not room_for_one_more(self.step_cost, rows, self.engine.frame_seconds, self.realtime_margin):
-                if not self._pending[0].held:
-                    self._pending[0].held = True
-                    self.stats.held_for_realtime += 1
-                break
-            job = self._pending.popleft()
+            job = self._pending[0]
             if job.cancelled:
+                self._pending.popleft()
                 self.stats.cancelled += 1
                 job.fail(JobCancelled("client disconnected"))
                 continue
             if job.expired(now):
+                self._pending.popleft()
                 self.stats.expired += 1
                 job.fail(TimeoutError("request waited longer than the request timeout"))
                 continue
+            # Only a job still wanted is held back for real time (one that left is let go above).
+            rows = len(self.engine.active_jobs())
+            if not room_for_one_more(self.step_cost, rows, self.engine.frame_seconds, self.realtime_margin):
+                if not job.held:
+                    job.held = True
+                    self.stats.held_for_realtime += 1
+                break
+            self._pending.popleft()
             try:
                 if job.request.prepared is None:
                     self.engine.prepare(job.request)
