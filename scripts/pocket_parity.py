@@ -18,13 +18,14 @@ ALONE_TOLERANCE = {"off": 1e-6, "on": 1e-4}
 BATCH_TOLERANCE = {"off": 1e-6, "on": 2e-4}
 
 
-def load_engine(env: dict[str, str], language: str = "es", quantize: str = "on"):
+def load_engine(env: dict[str, str], language: str = "es", quantize: str = "on", precision: str = "float32"):
     """A loaded Pocket engine on the model `env` names, sampling without noise."""
     from tts_service.config import Settings
     from tts_service.engines import pocket_internals
     from tts_service.engines.pocket import PocketEngine
 
-    engine = PocketEngine(Settings.from_env({**env, "TTS_POCKET_QUANTIZE": quantize}), language)
+    engine = PocketEngine(Settings.from_env({**env, "TTS_POCKET_QUANTIZE": quantize,
+                                             "TTS_POCKET_DECODER_PRECISION": precision}), language)
     engine.load()
     pocket_internals.set_temperature(engine._model, 0.0)
     return engine

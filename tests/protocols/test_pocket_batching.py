@@ -202,3 +202,48 @@ def test_without_the_frame_loop_requests_take_turns_a_sentence_at_a_time(engine,
         scheduler.stop(timeout=30)
     for one in audio:
         assert len(one) > FRAME and float(np.abs(one).max()) > 1e-3
+
+
+def test_rows_attend_in_one_call_once_their_prompts_have_run(engine, scheduler, monkeypatch):
+    """Per-row attention only where a row adds positions of its own (its text prompt)."""
+    from tts_service.engines import pocket_internals
+
+    calls = []
+    alone = pocket_internals._attend
+    monkeypatch.setattr(pocket_internals, "_attend", lambda *args: calls.append(1) or alone(*args))
+    steps_before = scheduler.stats.steps
+    jobs = [scheduler.submit(SynthesisRequest(LONG, "es", max_audio_seconds=2.0)) for _ in range(4)]
+    for job in jobs:
+        assert len(job.result().audio) == 25 * FRAME
+    steps = scheduler.stats.steps - steps_before
+    layers = len(engine._model.flow_lm.transformer.layers)
+    # Prompt steps run per row (four prompts, a few pieces each); the ~25 steady steps do not.
+    assert steps >= 25 and len(calls) < 0.5 * steps * 4 * layers, (len(calls), steps)
+
+
+def test_cache_slots_are_given_back_when_the_rows_end(engine, scheduler):
+    rows = engine._streaming.flow_rows
+    jobs = [scheduler.submit(SynthesisRequest(LONG, "es", max_audio_seconds=1.0)) for _ in range(3)]
+    for job in jobs:
+        job.result()
+    deadline = time.monotonic() + 10
+    while engine.active_jobs() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not rows.buffers and not rows.owners and not engine._streaming.mimi_rows.buffers
+
+
+def test_the_bfloat16_decoder_says_what_float32_says(tiny_env):
+    """Where a CPU multiplies bfloat16 natively the decoder runs in it: the same audio up to its
+    rounding (8 bits of mantissa: a few thousandths of the peak), not another sound."""
+    from scripts.pocket_parity import load_engine
+
+    exact = speak(load_engine(tiny_env, "es", precision="float32"), [TEXTS[0]], together=False)[0]
+    fast_engine = load_engine(tiny_env, "es", precision="bfloat16")
+    assert fast_engine.decoder_precision == "bfloat16"
+    fast = speak(fast_engine, [TEXTS[0]], together=False)[0]
+    assert len(fast) == len(exact) > FRAME
+    peak = float(np.abs(exact).max())
+    error = float(np.abs(fast - exact).max())
+    assert 0 < error <= 0.05 * peak, (error, peak)
+    signal_to_error = 10 * np.log10(np.mean(exact ** 2) / np.mean((fast - exact) ** 2))
+    assert signal_to_error > 25, signal_to_error

@@ -66,6 +66,15 @@ def _return_freed_memory() -> None:
         pass  # not glibc: nothing to do
 
 
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (elsewhere oneDNN emulates it, slower than float32)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
 @dataclass
 class PocketPiece:
     """One chunk as the package will speak it: its own text rules applied, tokens counted."""
@@ -158,6 +167,15 @@ class PocketEngine(Engine):
         return self.settings.pocket_quantize == "on"
 
     @property
+    def decoder_precision(self) -> str:
+        """The Mimi decoder's number format in the frame loop: bfloat16 where a CPU computes it natively."""
+        wanted = self.settings.pocket_decoder_precision
+        if wanted == "auto":
+            device = self.settings.resolved_device()
+            return "bfloat16" if device == "cpu" and cpu_has_native_bfloat16() else "float32"
+        return wanted
+
+    @property
     def model_id(self) -> str:
         if self._config:
             return self._config
@@ -219,6 +237,8 @@ class PocketEngine(Engine):
         self._frame_loop = problem is None
         if self._frame_loop:
             self._streaming = internals.streaming_modules(self._model)
+            if self.decoder_precision == "bfloat16":
+                internals.set_decoder_dtype(self._model, "bfloat16")
         if problem:
             logger.warning("Pocket TTS %s: %s; generating a sentence per step instead of a frame",
                            self.language, problem)
@@ -326,6 +346,12 @@ class PocketEngine(Engine):
         for entry in list(self._active):
             if entry.job is job:
                 self._active.remove(entry)
+        self._keep_rows()
+
+    def _keep_rows(self) -> None:
+        """Give back the cache slots of pieces that ended or left (all of them once idle)."""
+        if self._streaming is not None:
+            internals.keep_rows(self._streaming, [entry.piece for entry in self._active if entry.piece is not None])
 
     def active_jobs(self) -> list:
         return [entry.job for entry in self._active]
@@ -352,6 +378,7 @@ class PocketEngine(Engine):
                 if (entry.piece is None or entry.piece.ended) and not entry.sentences:
                     self._active.remove(entry)
                     output_for(outputs, entry.job).done = True
+            self._keep_rows()
         return list(outputs.values())
 
     def _decode_due(self, outputs: dict) -> None:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from pocket_tts.models.flow_lm import FlowLMModel
     from pocket_tts.models.mimi import MimiModel
     from pocket_tts.modules.attention import StreamingMultiheadAttention, _LinearKVCacheBackend
+    from pocket_tts.modules.rope import RotaryEmbedding
     from pocket_tts.modules.stateful_module import StatefulModule
     from pocket_tts.modules.text_conditioner import LUTConditioner
     from pocket_tts.modules.transformer import ProjectedTransformer, StreamingTransformer, StreamingTransformerLayer
@@ -117,7 +118,7 @@ FRAME_LOOP: dict[str, str] = {
     "pocket_tts.models.mimi:MimiModel().quantizer": "latents into Mimi's decoder space",
     "pocket_tts.models.mimi:MimiModel._to_encoder_framerate": "frames up to Mimi's inner rate, rows stacked",
     "pocket_tts.models.mimi:MimiModel().decoder_transformer": "Mimi's decoder transformer, run with per-row attention",
-    "pocket_tts.models.mimi:MimiModel().decoder": "the SEANet decoder, rows stacked",
+    "pocket_tts.models.mimi:MimiModel().decoder": "the SEANet decoder, rows stacked, its number format set",
     "pocket_tts.models.mimi:MimiModel().upsample": "its streaming convolution's state is part of a request's",
     "pocket_tts.models.mimi:MimiModel().frame_rate": "latent frames per second",
     "pocket_tts.models.mimi:MimiModel().encoder_frame_rate": "Mimi's inner steps per second",
@@ -141,6 +142,9 @@ FRAME_LOOP: dict[str, str] = {
         "attention's output projection, all rows at once",
     "pocket_tts.modules.attention:StreamingMultiheadAttention().rope": "rotary positions at a row's own offset",
     "pocket_tts.modules.attention:StreamingMultiheadAttention().dim_per_head": "the head width",
+    "pocket_tts.modules.rope:RotaryEmbedding": "rotary positions' class, to hold it by type",
+    "pocket_tts.modules.rope:RotaryEmbedding().max_period":
+        "the rotation periods, for rows rotated together at their own offsets (`_rope_rows`)",
     "pocket_tts.modules.attention:StreamingMultiheadAttention().attn_dim": "where the queries end in the projection",
     "pocket_tts.modules.attention:StreamingMultiheadAttention().num_heads": "query heads",
     "pocket_tts.modules.attention:StreamingMultiheadAttention().num_kv_heads":
@@ -472,6 +476,8 @@ class StreamingModules:
     mimi_modules: list  # (name, module) on Mimi's decoder side only
     mimi_conv: list  # the names of those that are convolutions: their states are stacked per batch
     mimi_fresh: dict  # Mimi's decoder state before any frame, caches empty
+    flow_rows: RowCaches = None  # every row's flow-model KV caches, as slots of one tensor per layer
+    mimi_rows: RowCaches = None  # the same for Mimi's decoder transformer
 
 
 def streaming_modules(model: TTSModel) -> StreamingModules:
@@ -483,7 +489,14 @@ def streaming_modules(model: TTSModel) -> StreamingModules:
     return StreamingModules(
         flow_modules=_stateful(flow), mimi_modules=decoder_side,
         mimi_conv=[name for name, module in decoder_side if not isinstance(module, StreamingMultiheadAttention)],
-        mimi_fresh={name: _fresh_state(module) for name, module in decoder_side})
+        mimi_fresh={name: _fresh_state(module) for name, module in decoder_side},
+        flow_rows=RowCaches(_attentions(_stateful(flow))), mimi_rows=RowCaches(_attentions(decoder_side)))
+
+
+def _attentions(modules: list) -> list:
+    from pocket_tts.modules.attention import StreamingMultiheadAttention
+
+    return [(name, module) for name, module in modules if isinstance(module, StreamingMultiheadAttention)]
 
 
 def _stateful(top: object) -> list:
@@ -527,6 +540,149 @@ def _sized_copy(state: dict, length: int) -> dict:
     return copied
 
 
+class RowCaches:
+    """Every row's KV caches of one transformer, as slots of one tensor per attention layer.
+
+    Attention per row is exact but costs a dozen small operations per row and layer: at 16 rows
+    that was a third of a step. With each row's cache a slot of one tensor, the rows that add the
+    same number of positions in a step (all of them, most steps) attend in one call, each masked
+    to its own positions, as the package masks a padded batch (`_build_attention_mask`). A row's
+    state holds a view of its slot, so the package's own per-row code reads and writes the same
+    memory. Free slots keep finite values: a masked position must not be NaN, which would spread
+    through the weighted sum.
+    """
+
+    def __init__(self, modules: list):
+        self.names = [name for name, _ in modules]
+        self.name_of = {id(module): name for name, module in modules}
+        self.buffers: dict = {}  # name -> [2, slots, positions, kv heads, dim]
+        self.owners: list = []  # the row state in each slot; None when free
+        self.lengths: list[int] = []  # the positions each slot's row has room for
+        self.slot_of: dict[int, int] = {}  # id(row state) -> slot
+
+    def place(self, state: dict, length: int) -> dict:
+        """A copy of `state` (a voice's, or a fresh one) whose caches are a free slot with room for
+        `length` positions: what `_sized_copy` makes, in a slot."""
+        slot = next((index for index, owner in enumerate(self.owners) if owner is None), len(self.owners))
+        if slot == len(self.owners):
+            self.owners.append(None)
+            self.lengths.append(0)
+        self.grow(state, slot + 1, length)
+        copied = {}
+        for name, module_state in state.items():
+            copied[name] = {key: value.clone() for key, value in module_state.items()
+                            if not (key == "cache" and name in self.buffers)}
+            if name in self.buffers:
+                buffer = self.buffers[name]
+                filled = int(module_state["offset"].view(-1)[0])  # beyond it the package keeps NaN
+                buffer[:, slot, :filled] = module_state["cache"][:, 0, :filled]
+                copied[name]["cache"] = buffer[:, slot:slot + 1, :length]
+        self.owners[slot], self.lengths[slot] = copied, length
+        self.slot_of[id(copied)] = slot
+        return copied
+
+    def keep(self, states: list[dict]) -> None:
+        """Free the slots of every row not in `states`; with none left, the memory goes too."""
+        live = {id(state) for state in states}
+        for slot, owner in enumerate(self.owners):
+            if owner is not None and id(owner) not in live:
+                del self.slot_of[id(owner)]
+                self.owners[slot] = None
+        if not self.slot_of:
+            self.buffers, self.owners, self.lengths = {}, [], []
+
+    def holds(self, states: list[dict]) -> bool:
+        return all(id(state) in self.slot_of for state in states)
+
+    def grow(self, like: dict, slots: int, length: int) -> None:
+        import torch
+
+        for name in self.names:
+            old = self.buffers.get(name)
+            if old is not None and old.shape[1] >= slots and old.shape[2] >= length:
+                continue
+            template = like[name]["cache"]
+            have_slots, have_length = (old.shape[1], old.shape[2]) if old is not None else (0, 0)
+            size = (2, max(slots, 2 * have_slots), max(length, have_length + have_length // 4)) + template.shape[3:]
+            new = torch.zeros(size, dtype=template.dtype, device=template.device)
+            if old is not None:
+                new[:, :have_slots, :have_length] = old
+            self.buffers[name] = new
+            for slot, owner in enumerate(self.owners):
+                if owner is not None:
+                    owner[name]["cache"] = new[:, slot:slot + 1, :self.lengths[slot]]
+
+    def offsets(self, states: list[dict]):
+        """Each row's position before this step ([rows]): the same in every layer of a row."""
+        import torch
+
+        return torch.cat([state[self.names[0]]["offset"].view(-1)[:1] for state in states])
+
+    def attend(self, attention: StreamingMultiheadAttention, projected, states: list, offsets):
+        """`_attend` for rows that each add `t` positions ([rows, t, width]), in one call.
+
+        Each row's keys and values are written at its own positions, its queries rotated at them,
+        and its attention masked to what it has seen (and `context`), so each row gets what it
+        would alone up to the order of float additions.
+        """
+        import torch
+        from torch.nn import functional as F
+
+        buffer = self.buffers[self.name_of[id(attention)]]
+        rows, t, _ = projected.shape
+        d = attention.dim_per_head
+        q = projected[..., : attention.attn_dim].view(rows, t, attention.num_heads, d)
+        k, v = torch.unbind(projected[..., attention.attn_dim:].view(rows, t, 2, attention.num_kv_heads, d), dim=2)
+        rope: RotaryEmbedding = attention.rope
+        q, k = _rope_rows(q, k, offsets, rope.max_period)
+        slots = torch.tensor([self.slot_of[id(state)] for state in states], dtype=torch.long)
+        positions = offsets.view(-1, 1) + torch.arange(t, dtype=torch.long).view(1, -1)
+        buffer[0, slots.view(-1, 1), positions] = k.to(buffer.dtype)
+        buffer[1, slots.view(-1, 1), positions] = v.to(buffer.dtype)
+        used_slots, used_positions = int(slots.max()) + 1, int(positions.max()) + 1
+        keys = buffer[0, :used_slots, :used_positions].transpose(1, 2)
+        values = buffer[1, :used_slots, :used_positions].transpose(1, 2)
+        if attention.num_kv_heads != attention.num_heads:
+            keys = keys.repeat_interleave(attention.num_heads // attention.num_kv_heads, dim=1)
+            values = values.repeat_interleave(attention.num_heads // attention.num_kv_heads, dim=1)
+        # Every slot up to the last used one attends (a free slot: at position 0, to no use), so
+        # that no row's keys are gathered; only the rows asked for are read back.
+        queries = torch.zeros((used_slots, attention.num_heads, t, d), dtype=q.dtype)
+        queries[slots] = q.transpose(1, 2)
+        query_positions = torch.zeros((used_slots, t), dtype=torch.long)
+        query_positions[slots] = positions
+        delta = query_positions[:, :, None] - torch.arange(used_positions, dtype=torch.long).view(1, 1, -1)
+        mask = delta >= 0
+        if attention.context is not None:
+            mask &= delta < attention.context
+        x = F.scaled_dot_product_attention(queries, keys, values, mask[:, None], dropout_p=0.0)
+        return x[slots].transpose(1, 2).reshape(rows, t, -1)
+
+
+def _rope_rows(q, k, offsets, max_period: float):
+    """The package's `apply_rope` with each row at its own offset (`offsets`: [rows]).
+
+    The same float operations in the same order, so a row's rotation is the package's exactly."""
+    import math
+
+    import torch
+
+    rows, t, heads, d = q.shape
+    kv_heads = k.shape[2]
+    ds = torch.arange(d // 2, dtype=torch.float32)
+    freqs = torch.exp(ds * (-math.log(max_period) * 2 / d))
+    ts = torch.arange(t, dtype=torch.float32).view(1, t) + offsets.view(rows, 1)
+    ts = ts.view(rows, t, 1, 1)
+    q = q.view(rows, t, heads, d // 2, 2)
+    k = k.view(rows, t, kv_heads, d // 2, 2)
+    qr, qi = q[..., 0].float(), q[..., 1].float()
+    kr, ki = k[..., 0].float(), k[..., 1].float()
+    rotr, roti = torch.cos(freqs * ts), torch.sin(freqs * ts)
+    qo = torch.stack([(qr * rotr - qi * roti).to(q.dtype), (qr * roti + qi * rotr).to(q.dtype)], dim=-1)
+    ko = torch.stack([(kr * rotr - ki * roti).to(k.dtype), (kr * roti + ki * rotr).to(k.dtype)], dim=-1)
+    return qo.view(rows, t, heads, d), ko.view(rows, t, kv_heads, d)
+
+
 def _advance(modules: list, state: dict, steps: int) -> None:
     """The package's `increment_steps` over modules listed once."""
     module: StatefulModule
@@ -554,10 +710,27 @@ def start_piece(model: TTSModel, streaming: StreamingModules, voice_state: dict,
     mimi: MimiModel = model.mimi
     prompt = torch.tensor([tokens], dtype=torch.long, device=model.device)
     max_frames = model._estimate_max_gen_len(len(tokens))
-    flow_state = _sized_copy(voice_state, model._flow_lm_current_end(voice_state) + len(tokens) + max_frames)
-    mimi_state = _sized_copy(streaming.mimi_fresh, max_frames * steps_per_latent(mimi))
+    flow_state = streaming.flow_rows.place(
+        voice_state, model._flow_lm_current_end(voice_state) + len(tokens) + max_frames)
+    mimi_state = streaming.mimi_rows.place(streaming.mimi_fresh, max_frames * steps_per_latent(mimi))
     latent = torch.full((1, 1, flow.ldim), float("NaN"), device=model.device, dtype=flow.dtype)
     return PieceStart(flow_state, mimi_state, prompt, latent, max_frames)
+
+
+def set_decoder_dtype(model: TTSModel, dtype: str) -> None:
+    """Run the SEANet decoder's convolutions in `dtype` (frame loop only: `decode_rows` casts its
+    input and the rows' convolution states; the package's own generator would not)."""
+    import torch
+
+    mimi: MimiModel = model.mimi
+    decoder = mimi.decoder
+    decoder.to(getattr(torch, dtype))
+
+
+def keep_rows(streaming: StreamingModules, pieces: list) -> None:
+    """Free the cache slots of every piece not in `pieces` (each with `flow_state`, `mimi_state`)."""
+    streaming.flow_rows.keep([piece.flow_state for piece in pieces])
+    streaming.mimi_rows.keep([piece.mimi_state for piece in pieces])
 
 
 def min_frames_before_eos(model: TTSModel) -> int:
@@ -592,7 +765,7 @@ def flow_step(model: TTSModel, streaming: StreamingModules, latents: list, promp
         frame = frames[index:index + 1]
         inputs.append(frame if prompt is None else torch.cat([flow.conditioner(prompt), frame], 1))
     lengths = [part.shape[1] for part in inputs]
-    x = _transformer_rows(flow.transformer, torch.cat(inputs, dim=1), states, lengths)
+    x = _transformer_rows(flow.transformer, torch.cat(inputs, dim=1), states, lengths, streaming.flow_rows)
     for state, length in zip(states, lengths):
         _advance(streaming.flow_modules, state, length)
     x = x[0, np.cumsum(lengths) - 1][:, None]
@@ -625,7 +798,11 @@ def decode_rows(model: TTSModel, streaming: StreamingModules, latents, states: l
     flow: FlowLMModel = model.flow_lm
     mimi: MimiModel = model.mimi
     projected: ProjectedTransformer = mimi.decoder_transformer
-    stacked = {name: {key: torch.cat([state[name][key] for state in states], dim=0) for key in states[0][name]}
+    decoder = mimi.decoder
+    decoder_dtype = next(decoder.parameters()).dtype
+    stacked = {name: {key: _stack([state[name][key] for state in states],
+                                  decoder_dtype if name.startswith("decoder.") else None)
+                      for key in states[0][name]}
                for name in streaming.mimi_conv}
     latent = mimi.quantizer((latents * flow.emb_std + flow.emb_mean).transpose(-1, -2))
     emb = mimi._to_encoder_framerate(latent, stacked)
@@ -634,9 +811,9 @@ def decode_rows(model: TTSModel, streaming: StreamingModules, latents, states: l
         emb = projected.input_proj(emb)
     rows, steps_per_row, dim = emb.shape
     emb = _transformer_rows(projected.transformer, emb.reshape(1, rows * steps_per_row, dim), states,
-                            [steps_per_row] * rows).reshape(rows, steps_per_row, dim)
+                            [steps_per_row] * rows, streaming.mimi_rows).reshape(rows, steps_per_row, dim)
     emb = projected.output_projs[0](emb).transpose(1, 2)
-    audio = mimi.decoder(emb, stacked)
+    audio = decoder(emb.to(decoder_dtype), stacked).float()
     steps = steps_per_latent(mimi) * latents.shape[1]
     for index, state in enumerate(states):
         for name, module_state in stacked.items():
@@ -646,28 +823,63 @@ def decode_rows(model: TTSModel, streaming: StreamingModules, latents, states: l
     return [audio[index:index + 1] for index in range(len(states))]
 
 
-def _transformer_rows(transformer: StreamingTransformer, x, states: list, lengths: list):
+def _stack(values: list, dtype=None):
+    """Rows' states on dim 0; floating ones in `dtype` when given (the decoder's own)."""
+    import torch
+
+    stacked = torch.cat(values, dim=0)
+    return stacked.to(dtype) if dtype is not None and stacked.is_floating_point() else stacked
+
+
+def _transformer_rows(transformer: StreamingTransformer, x, states: list, lengths: list,
+                      caches: RowCaches | None = None):
     """`StreamingTransformer.forward` for rows laid end to end in `x` ([1, sum(lengths), dim]).
 
-    Row i is `lengths[i]` positions long and has its own streaming state `states[i]`.
+    Row i is `lengths[i]` positions long and has its own streaming state `states[i]`. With
+    `caches` holding every row, the rows of the most common length attend in one call.
     """
+    import collections
+
+    together: list[int] = []
+    if caches is not None and len(states) > 1 and caches.holds(states):
+        common = collections.Counter(lengths).most_common(1)[0][0]
+        together = [index for index, length in enumerate(lengths) if length == common]
+    offsets = caches.offsets([states[index] for index in together]) if len(together) > 1 else None
     layer: StreamingTransformerLayer
     for layer in transformer.layers:
-        x = _layer_rows(layer, x, states, lengths)
+        x = _layer_rows(layer, x, states, lengths, caches, together if offsets is not None else [], offsets)
     return x
 
 
-def _layer_rows(layer: StreamingTransformerLayer, x, states: list, lengths: list):
-    """`StreamingTransformerLayer.forward`, attention per row, everything else for all rows at once."""
+def _layer_rows(layer: StreamingTransformerLayer, x, states: list, lengths: list,
+                caches: RowCaches | None = None, together: list[int] = (), offsets=None):
+    """`StreamingTransformerLayer.forward`: everything but attention for all rows at once;
+    attention in one call for the rows in `together`, alone for each other row."""
     import torch
 
     attention: StreamingMultiheadAttention = layer.self_attn
     projected = attention.in_proj(layer.norm1(x))
-    rows, start = [], 0
-    for state, length in zip(states, lengths):
-        rows.append(_attend(attention, projected[:, start:start + length], state))
-        start += length
-    update = attention.out_proj(torch.cat(rows, dim=1))
+    if together and len(together) == len(lengths):
+        t = lengths[0]
+        out = caches.attend(attention, projected.view(len(lengths), t, -1), states, offsets)
+        attended = out.reshape(1, -1, out.shape[-1])
+    else:
+        starts = [0]
+        for length in lengths:
+            starts.append(starts[-1] + length)
+        rows: list = [None] * len(lengths)
+        if together:
+            t = lengths[together[0]]
+            index = torch.tensor([starts[i] + step for i in together for step in range(t)], dtype=torch.long)
+            out = caches.attend(attention, projected[0, index].view(len(together), t, -1),
+                                [states[i] for i in together], offsets)
+            for position, i in enumerate(together):
+                rows[i] = out[position:position + 1]
+        for i, (state, length) in enumerate(zip(states, lengths)):
+            if rows[i] is None:
+                rows[i] = _attend(attention, projected[:, starts[i]:starts[i] + length], state)
+        attended = torch.cat(rows, dim=1)
+    update = attention.out_proj(attended)
     x = x.to(update) + layer.layer_scale_1(update)
     return layer._ff_block(x)
 
