@@ -1,86 +1,149 @@
 #!/usr/bin/env python3
 """N listeners streaming Spanish answers at once: does every started stream stay real time?
 
-    .venv/bin/python bench/realtime_capacity.py                       # margins 0 and 1.25, 4 to 16 clients
-    .venv/bin/python bench/realtime_capacity.py --clients 8,12 --margins 1.25
+    .venv/bin/python bench/realtime_capacity.py                        # 1 to 32 clients, the peer beside
+    .venv/bin/python bench/realtime_capacity.py --clients 8,12 --margins 0,1.25 --no-peer
 
-The full-size random-weight Spanish Pocket TTS (built once into models/bench/pocket-full), the
-service in this process, the cache off. N clients post a different answer each to `/tts/stream`
-at once and read it as a player would. Per N and `TTS_REALTIME_MARGIN`, side by side in one run:
-audio seconds made per wall second, median and worst first audio, and the pre-buffer the worst
-stream needs so that its playback never runs dry after its first byte (0.3 s or less counts as
-real time). Margin 0 admits every request into the batch at once; 1.25 admits a request only
-while every row stays 1.25 times faster than real time, and the others wait in arrival order.
+The full-size random-weight Spanish Pocket TTS (built once into models/bench/pocket-full), each
+server in its own process with its audio cache off. N clients post a different answer each at
+once and read it as a player would: this service's `/tts/stream` (raw PCM) at each
+`TTS_REALTIME_MARGIN`, and `pocket-tts serve --quantize`'s `/tts` (a streamed WAV; it answers one
+request at a time) on the same weights. Per server and N, side by side in one run: audio seconds
+made per wall second, median and worst first audio, and the pre-buffer the worst stream needs so
+that its playback never runs dry after its first byte (0.3 s or less counts as real time).
+Margin 0 admits every request into the batch at once; 1.25 admits one only while every row stays
+1.25 times faster than real time, and the others wait in arrival order.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import requests
 
-from common import start_server, stop_server
-from first_byte import pocket_env
-from pocket_peers import SUBJECTS
+from pocket_peers import MODELS, ROOT, SUBJECTS, VENV_BIN, build, free_port, wait_http
 
 RATE = 24000
+REAL_TIME_PREBUFFER = 0.3
 
 
 def answer(i: int) -> str:
     return f"{SUBJECTS[i % len(SUBJECTS)]}, número {i + 1}, tiene una historia larga que contar hoy."
 
 
-def listen(base: str, text: str) -> dict:
+def listen(url: str, text: str, body: dict, header: int) -> dict:
+    """One client: when each chunk came against how much audio had already been played."""
     start = time.perf_counter()
     arrivals = []
     received = 0
-    with requests.post(f"{base}/tts/stream", json={"text": text, "format": "pcm"}, stream=True,
-                       timeout=600) as response:
+    with requests.post(url, stream=True, timeout=900, **body(text)) as response:
         response.raise_for_status()
         for chunk in response.iter_content(chunk_size=None):
-            arrivals.append((time.perf_counter() - start, received / 2 / RATE))
+            played = max(received - header, 0) / 2 / RATE
             received += len(chunk)
+            if received > header:
+                arrivals.append((time.perf_counter() - start, played))
     first = arrivals[0][0]
     prebuffer = max(max(at - first - played for at, played in arrivals), 0.0)
-    return {"first": first, "audio": received / 2 / RATE, "prebuffer": prebuffer}
+    return {"first": first, "audio": (received - header) / 2 / RATE, "prebuffer": prebuffer}
+
+
+def crowd(url: str, body, header: int, n: int, offset: int) -> tuple:
+    began = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        runs = list(pool.map(lambda i: listen(url, answer(offset + i), body, header), range(n)))
+    wall = time.perf_counter() - began
+    firsts = [r["first"] for r in runs]
+    return (n, sum(r["audio"] for r in runs) / wall, statistics.median(firsts), max(firsts),
+            max(r["prebuffer"] for r in runs), sum(r["audio"] for r in runs) / n)
+
+
+def served(command: list[str], env: dict, health: str, run) -> list:
+    port = free_port()
+    process = subprocess.Popen([part.replace("{port}", str(port)) for part in command],
+                               env={**os.environ, **env, "PORT": str(port)}, cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + health, process)
+        return run(base)
+    finally:
+        process.terminate()
+        process.wait(60)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", default="4,8,12,16")
-    parser.add_argument("--margins", default="0,1.25")
-    parser.add_argument("--tiny", action="store_true", help="the tests' tiny model (a dry run)")
+    parser.add_argument("--clients", default="1,4,8,12,16,24,32")
+    parser.add_argument("--margins", default="1.25")
+    parser.add_argument("--peer-clients", default="1,4", help="the peer answers one at a time: a few suffice")
+    parser.add_argument("--no-peer", action="store_true")
     args = parser.parse_args()
     counts = [int(n) for n in args.clients.split(",")]
-    rows = []
+    config, voice = build(MODELS)
+    print(f"model: {config} (full size, random weights); {len(os.sched_getaffinity(0))} CPU cores", flush=True)
+    tables: dict[str, list] = {}
+
+    def ours(base: str) -> list:
+        stream = lambda text: {"json": {"text": text, "language": "es", "format": "pcm"}}  # noqa: E731
+        listen(f"{base}/tts/stream", "Un momento.", stream, 0)  # the first steps' cost, before the crowd
+        return [crowd(f"{base}/tts/stream", stream, 0, n, 100 * index) for index, n in enumerate(counts)]
+
     for margin in [float(m) for m in args.margins.split(",")]:
-        env = {**pocket_env(args.tiny), "TTS_REALTIME_MARGIN": str(margin),
-               "TTS_MAX_BATCH_SIZE": str(max(counts)), "TTS_MAX_QUEUE": str(4 * max(counts))}
-        base, app, server = start_server(env)
-        try:
-            listen(base, "Un momento.")  # the first step's cost is measured before the crowd comes
-            for n in counts:
-                began = time.perf_counter()
-                with concurrent.futures.ThreadPoolExecutor(n) as pool:
-                    runs = list(pool.map(lambda i: listen(base, answer(i)), range(n)))
-                wall = time.perf_counter() - began
-                firsts = [r["first"] for r in runs]
-                worst = max(r["prebuffer"] for r in runs)
-                rows.append((margin, n, sum(r["audio"] for r in runs) / wall, statistics.median(firsts),
-                             max(firsts), worst, sum(r["audio"] for r in runs) / n))
-                print(f"margin {margin:g}, {n} clients: done", flush=True)
-        finally:
-            stop_server(app, server)
-    print(f"\n{'tiny' if args.tiny else 'full-size'} Spanish Pocket TTS, /tts/stream, every client at once\n")
-    print("| TTS_REALTIME_MARGIN | clients | audio s per wall s | median first audio | worst first audio | "
+        env = {"HOST": "127.0.0.1", "TTS_DEVICE": "cpu", "TTS_POCKET_CONFIG": str(config),
+               "TTS_POCKET_LANGUAGES": "es", "TTS_ROUTES": "es=pocket", "TTS_DEFAULT_LANGUAGE": "es",
+               "TTS_VOICE_DIR": str(voice.parent), "TTS_POCKET_VOICE": voice.stem, "TTS_CACHE_BYTES": "0",
+               "TTS_RATE_LIMIT": "", "TTS_LOG_FILE": "", "TTS_LOG_LEVEL": "warning",
+               "TTS_REALTIME_MARGIN": str(margin), "TTS_MAX_BATCH_SIZE": str(max(counts)),
+               "TTS_MAX_QUEUE": str(4 * max(counts)), "TTS_REQUEST_TIMEOUT": "900"}
+        name = f"this service, TTS_REALTIME_MARGIN={margin:g}"
+        tables[name] = served([sys.executable, str(ROOT / "tts_server.py")], env, "/health", ours)
+        print(name, "done", flush=True)
+    if not args.no_peer:
+        peer_counts = [int(n) for n in args.peer_clients.split(",")]
+
+        def peer(base: str) -> list:
+            form = lambda text: {"data": {"text": text}}  # noqa: E731
+            listen(f"{base}/tts", "Un momento.", form, 44)
+            return [crowd(f"{base}/tts", form, 44, n, 100 * index) for index, n in enumerate(peer_counts)]
+
+        serve = [str(VENV_BIN / "pocket-tts"), "serve", "--host", "127.0.0.1", "--port", "{port}",
+                 "--config", str(config), "--default-voice", str(voice), "--quantize"]
+        tables["pocket-tts serve --quantize"] = served(serve, {}, "/health", peer)
+
+    print("\nfull-size Spanish Pocket TTS, every client at once\n")
+    print("| server | clients | audio s per wall s | median first audio | worst first audio | "
           "worst pre-buffer | every stream real time | audio per stream |")
-    print("|---:|---:|---:|---:|---:|---:|---|---:|")
-    for margin, n, rate, median_first, worst_first, worst, per_stream in rows:
-        print(f"| {margin:g} | {n} | {rate:.2f} | {median_first:.2f} s | {worst_first:.2f} s | {worst:.2f} s | "
-              f"{'yes' if worst <= 0.3 else 'no'} | {per_stream:.1f} s |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|")
+    for name, rows in tables.items():
+        for n, rate, median_first, worst_first, worst, per_stream in rows:
+            print(f"| {name} | {n} | {rate:.2f} | {median_first:.2f} s | {worst_first:.2f} s | {worst:.2f} s | "
+                  f"{'yes' if worst <= REAL_TIME_PREBUFFER else 'no'} | {per_stream:.1f} s |")
+    for name, rows in tables.items():
+        if not name.startswith("this service"):
+            continue
+        by_n = {row[0]: row for row in rows}
+        print(f"\n{name}:")
+        if 12 in by_n:
+            print(f"- 12 clients at once, every stream real time: "
+                  f"{'met' if by_n[12][4] <= REAL_TIME_PREBUFFER else 'not met'} "
+                  f"(worst pre-buffer {by_n[12][4]:.2f} s, worst first audio {by_n[12][3]:.2f} s)")
+        if 16 in by_n:
+            print(f"- 16 clients, at least 14 audio s per wall s: {'met' if by_n[16][1] >= 14 else 'not met'} "
+                  f"({by_n[16][1]:.2f})")
+        worst = max(row[4] for row in rows)
+        print(f"- no started stream needs more than {REAL_TIME_PREBUFFER} s of pre-buffer up to {max(by_n)} "
+              f"clients: {'met' if worst <= REAL_TIME_PREBUFFER else 'not met'} (worst {worst:.2f} s)")
+        peer_rows = {row[0]: row for row in tables.get("pocket-tts serve --quantize", [])}
+        if 1 in by_n and 1 in peer_rows:
+            print(f"- 1 client, audio s per wall s against `pocket-tts serve --quantize`: "
+                  f"{by_n[1][1] / peer_rows[1][1]:.2f}x (target >= 1)")
 
 
 if __name__ == "__main__":

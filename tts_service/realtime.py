@@ -64,3 +64,11 @@ def room_for_one_more(cost: StepCost, rows: int, frame_seconds: float, margin: f
         return True
     seconds = cost.predict(rows + 1)
     return seconds is None or seconds * margin <= frame_seconds
+
+
+def rows_in_real_time(cost: StepCost, frame_seconds: float, margin: float, limit: int) -> int:
+    """How many rows (at most `limit`, at least one) run `margin` times real time together."""
+    rows = 1
+    while rows < limit and room_for_one_more(cost, rows, frame_seconds, margin):
+        rows += 1
+    return rows

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import math
 import queue
 import threading
 import time
@@ -21,7 +22,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .engines.base import Engine, EngineError, SlotOutput, SynthesisRequest, WordTiming
-from .realtime import StepCost, headroom, room_for_one_more
+from .realtime import StepCost, headroom, room_for_one_more, rows_in_real_time
 from .threads import release_helpers
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,11 @@ _ids = itertools.count(1)
 
 
 class QueueFullError(RuntimeError):
-    """Too many requests are waiting; the client should retry later."""
+    """Too many requests are waiting, or the wait would outlast the timeout; retry later."""
+
+    def __init__(self, message: str, retry_after: int = 2):
+        super().__init__(message)
+        self.retry_after = max(int(retry_after), 1)
 
 
 class EngineUnavailableError(RuntimeError):
@@ -68,6 +73,8 @@ class Job:
         self.samples = 0
         self.truncated = False
         self.held = False  # it waited for a row that keeps the batch real time
+        self.admitted_at: float | None = None
+        self.admitted_step = 0
         self.words: list[WordTiming] = []
         self._events: queue.Queue = queue.Queue()
         self._cancelled = threading.Event()
@@ -195,6 +202,7 @@ class Scheduler:
         self.stats = SchedulerStats()
         self.realtime_margin = realtime_margin
         self.step_cost = StepCost()
+        self.job_steps: float | None = None  # how many steps an admitted job holds its row (moving average)
         self._on_step = on_step
         self._on_done = on_done
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
@@ -274,6 +282,10 @@ class Scheduler:
             self.prepare(request)
         elif not self._accepting:
             raise EngineUnavailableError("the service is shutting down")
+        finish = self.predicted_finish()
+        if finish is not None and finish > self.timeout:
+            raise QueueFullError(f"a request now would end in about {finish:.0f} s, past the request timeout",
+                                 retry_after=math.ceil(finish - self.timeout))
         job = Job(request, self.engine.sample_rate, self.timeout)
         try:
             self._queue.put_nowait(job)
@@ -281,6 +293,21 @@ class Scheduler:
             raise QueueFullError(f"{self.queue_depth} requests are already waiting") from None
         self.stats.submitted += 1
         return job
+
+    def predicted_finish(self) -> float | None:
+        """Seconds until a request sent now would end, waiting for a row that keeps every row real time.
+
+        As many rows as stay real time run at once, each for `job_steps` steps on average, and
+        those already waiting go first: rounds of `rows` jobs, counted whole, with a quarter more
+        for what the averages miss. None without a margin or before any job ended."""
+        if self.realtime_margin <= 0 or self.job_steps is None:
+            return None
+        rows = rows_in_real_time(self.step_cost, self.engine.frame_seconds, self.realtime_margin,
+                                 self.engine.max_slots)
+        step = self.step_cost.predict(rows) or self.engine.frame_seconds / self.realtime_margin
+        ahead = len(self._pending) + self._queue.qsize()
+        beyond = max(ahead + 1 - max(rows - self.active, 0), 0)
+        return 1.25 * (math.ceil(beyond / rows) + 1) * self.job_steps * step
 
     # -- the worker ------------------------------------------------------------------------
     def _run(self) -> None:
@@ -361,26 +388,27 @@ class Scheduler:
                     self._pending.popleft().fail(EngineUnavailableError(f"model failed to load: {exc}"))
                 return
         now = time.monotonic()
-        while self._pending and self.engine.free_slots() > 0:
-            job = self._pending[0]
+        for job in list(self._pending):
             if job.cancelled:
-                self._pending.popleft()
+                self._pending.remove(job)
                 self.stats.cancelled += 1
                 job.fail(JobCancelled("client disconnected"))
-                continue
-            if job.expired(now):
-                self._pending.popleft()
+            elif job.expired(now):
+                self._pending.remove(job)
                 self.stats.expired += 1
                 job.fail(TimeoutError("request waited longer than the request timeout"))
-                continue
-            # Only a job still wanted is held back for real time (one that left is let go above).
+        while self._pending and self.engine.free_slots() > 0:
+            # Someone is listening to a stream as it comes: it goes before a whole text, which is
+            # answered only at its end, and takes the rows streams leave; each kind in arrival order.
+            job = next((job for job in self._pending if job.request.listening), self._pending[0])
             rows = len(self.engine.active_jobs())
             if not room_for_one_more(self.step_cost, rows, self.engine.frame_seconds, self.realtime_margin):
                 if not job.held:
                     job.held = True
                     self.stats.held_for_realtime += 1
                 break
-            self._pending.popleft()
+            self._pending.remove(job)
+            job.admitted_at, job.admitted_step = time.monotonic(), self.stats.steps
             try:
                 if job.request.prepared is None:
                     self.engine.prepare(job.request)
@@ -458,5 +486,8 @@ class Scheduler:
 
     def _completed(self, job: Job) -> None:
         self.stats.completed += 1
+        if job.admitted_at is not None:
+            steps = self.stats.steps - job.admitted_step
+            self.job_steps = steps if self.job_steps is None else self.job_steps + 0.2 * (steps - self.job_steps)
         if self._on_done is not None:
             self._on_done(job)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from test_scheduler import FakeEngine
@@ -84,3 +86,55 @@ def test_cheap_rows_all_run_together():
     engine = FakeEngine(slots=12, frames=8)
     scheduler = run(engine, margin=1.25, count=10)
     assert most_rows(engine) == 10 and scheduler.stats.held_for_realtime == 0
+
+
+def test_a_stream_goes_before_a_whole_text_that_came_first():
+    """A whole text is answered at its end: it takes the rows that streams leave."""
+    engine = FakeEngine(slots=1, frames=4)
+    engine.frame_seconds = FRAME
+    scheduler = Scheduler(engine, max_queue=8, batch_wait=0.0, timeout=60, realtime_margin=1.25)
+    scheduler.start(preload=True)
+    try:
+        engine.gate.clear()  # the one slot is taken while the other two queue
+        first = scheduler.submit(SynthesisRequest(text="x", language="xx"))
+        while not engine.active:
+            pass
+        whole = scheduler.submit(SynthesisRequest(text="x", language="xx", listening=False))
+        stream = scheduler.submit(SynthesisRequest(text="x", language="xx"))
+        engine.gate.set()
+        for job in (first, whole, stream):
+            assert len(job.result().audio) == engine.frames
+        assert stream.admitted_at < whole.admitted_at
+    finally:
+        engine.gate.set()
+        scheduler.stop(timeout=10)
+
+
+def test_a_request_whose_wait_would_pass_the_timeout_is_told_busy_at_once():
+    from tts_service.scheduler import QueueFullError
+    from tts_service.speech.refusals import BUSY, as_refusal
+
+    # 4 ms a row, a 20 ms frame: four rows run together, 16 ms a step; a job of 40 frames holds its
+    # row for about 0.64 s, so a request a dozen places behind the first four would end past 2 s.
+    engine = FakeEngine(slots=12, frames=40, row_seconds=0.004)
+    engine.frame_seconds = FRAME
+    scheduler = Scheduler(engine, max_queue=64, batch_wait=0.0, timeout=2.0, realtime_margin=1.25)
+    scheduler.start(preload=True)
+    try:
+        scheduler.submit(SynthesisRequest(text="x", language="xx")).result()  # a job's length is learnt
+        waiting, refused = [], None
+        for _ in range(60):
+            time.sleep(0.005)  # clients come one after another
+            try:
+                waiting.append(scheduler.submit(SynthesisRequest(text="x", language="xx")))
+            except QueueFullError as exc:
+                refused = exc
+                break
+        assert refused is not None, "every request queued, however long its wait"
+        assert 4 < len(waiting) < 60  # those that could start within the timeout were taken
+        refusal = as_refusal(refused)
+        assert refusal.kind == BUSY and refusal.retry_after >= 1
+        for job in waiting:
+            assert len(job.result().audio) == engine.frames  # none of them timed out
+    finally:
+        scheduler.stop(timeout=10)

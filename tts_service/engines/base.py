@@ -63,6 +63,9 @@ class SynthesisRequest:
     streaming_text: bool = False
     # A raw voice embedding ([1, dim, frames]) sent by the client instead of a voice name.
     voice_embedding: object = None
+    # Someone plays the audio as it comes (a stream); False for a whole text answered at its end,
+    # which takes the rows that streams leave.
+    listening: bool = True
     # Set by the engine's `prepare`: whatever it needs to start quickly in the worker.
     prepared: object = None
 

@@ -65,7 +65,7 @@ def as_refusal(error: BaseException, request_id: str | None = None) -> Refusal:
     if isinstance(error, RequestError):
         return Refusal(BAD_REQUEST, str(error))
     if isinstance(error, QueueFullError):
-        return Refusal(BUSY, f"The server is busy ({error}); try again shortly.", retry_after=2)
+        return Refusal(BUSY, f"The server is busy ({error}); try again shortly.", retry_after=error.retry_after)
     if isinstance(error, EngineUnavailableError):
         return Refusal(UNAVAILABLE, redact_paths(f"Speech model unavailable: {str(error).rstrip('.')}."),
                        retry_after=10 if error.loading else None)

@@ -19,3 +19,4 @@ class SpeechRequest:
     clean: bool = False  # an LLM's Markdown made speakable (whole texts, or streamed sentence by sentence)
     max_audio_seconds: float | None = None  # None: TTS_MAX_AUDIO_SECONDS
     text_field: str = "text"  # how the surface names the text, for its messages
+    listening: bool = True  # played as it comes; False when the answer is the whole audio at its end

@@ -314,7 +314,8 @@ class Session:
     def _request(self, text: str, whole: bool = False, **extra) -> SynthesisRequest:
         remaining = self.max_audio_seconds if whole else self.max_audio_seconds - self.duration
         return SynthesisRequest(text=text, language=self.route.language, voice=self.voice,
-                                voice_embedding=self.embedding, max_audio_seconds=max(remaining, 0.08), **extra)
+                                voice_embedding=self.embedding, max_audio_seconds=max(remaining, 0.08),
+                                listening=self.request.listening, **extra)
 
     def _prepared(self, text: str, whole: bool = False) -> SynthesisRequest | None:
         """A request prepared in this thread; None when the engine finds nothing to say in it."""

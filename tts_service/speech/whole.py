@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import queue
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class Spoken:
 def speak(service, request: SpeechRequest, watch=None) -> Spoken:
     """Run a whole-text session to its end; raises its Refusal. `watch` cancels it if the client leaves."""
     events = EventQueue()
-    session = Session(service, request, events)
+    session = Session(service, replace(request, listening=False), events)
     session.start()
     if watch is not None:
         watch.track(session)
