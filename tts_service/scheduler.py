@@ -298,8 +298,8 @@ class Scheduler:
         """Seconds until a request sent now would end, waiting for a row that keeps every row real time.
 
         As many rows as stay real time run at once, each for `job_steps` steps on average, and
-        those already waiting go first: rounds of `rows` jobs, counted whole, with a quarter more
-        for what the averages miss. None without a margin or before any job ended."""
+        those already waiting go first: rounds of `rows` jobs, counted whole, then its own.
+        None without a margin or before any job ended."""
         if self.realtime_margin <= 0 or self.job_steps is None:
             return None
         rows = rows_in_real_time(self.step_cost, self.engine.frame_seconds, self.realtime_margin,
@@ -307,7 +307,7 @@ class Scheduler:
         step = self.step_cost.predict(rows) or self.engine.frame_seconds / self.realtime_margin
         ahead = len(self._pending) + self._queue.qsize()
         beyond = max(ahead + 1 - max(rows - self.active, 0), 0)
-        return 1.25 * (math.ceil(beyond / rows) + 1) * self.job_steps * step
+        return (math.ceil(beyond / rows) + 1) * self.job_steps * step
 
     # -- the worker ------------------------------------------------------------------------
     def _run(self) -> None:
