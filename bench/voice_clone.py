@@ -95,7 +95,8 @@ def main() -> None:
                     response = requests.post(f"{base}/v1/audio/voices", data={"name": f"v{seconds:g}-{index}"},
                                              files={"audio_sample": ("a.wav", data.getvalue())}, timeout=600)
                     times.append(time.perf_counter() - started)
-                    response.raise_for_status()
+                    if not response.ok:
+                        raise SystemExit(f"upload failed: {response.status_code} {response.text}")
                     sizes.append(sum(p.stat().st_size for p in (Path(store) / response.json()["id"]).glob("*.safetensors")))
                 rows.append((seconds, statistics.median(times), min(times), statistics.median(sizes)))
         finally:
