@@ -26,8 +26,10 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     service.metrics.install(app)
 
     # kyutai and ws_json add their routes to the shared WebSocket blueprint (one key check, one budget).
-    from .routes import health, kyutai, openai as openai_routes, stream, tts, voices, web, websocket, ws_json  # noqa: F401
-    for blueprint in (health.bp, web.bp, openai_routes.bp, voices.bp, tts.bp, stream.bp, openapi.bp, websocket.bp):
+    from .routes import (custom_voices, health, kyutai, openai as openai_routes, stream, tts, voices, web,  # noqa: F401
+                         websocket, ws_json)
+    for blueprint in (health.bp, web.bp, openai_routes.bp, voices.bp, custom_voices.bp, tts.bp, stream.bp, openapi.bp,
+                      websocket.bp):
         app.register_blueprint(blueprint)
     security.install(app, settings, service.metrics)  # after the blueprints: it budgets them by name
     return app

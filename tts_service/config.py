@@ -111,6 +111,13 @@ def _rate_limit(value: str) -> str:
     return value.strip()
 
 
+def _prompt_seconds(value: str) -> float:
+    number = float(value)
+    if not 1 <= number <= 30:
+        raise ValueError("must be between 1 and 30")
+    return number
+
+
 def _wyoming_uri(value: str) -> str:
     """A tcp:// or unix:// URI as the wyoming package's servers read it, or empty."""
     value = value.strip()
@@ -207,6 +214,24 @@ class Settings:
                                       "empty uses the package's per-language configs.")
     voice_dir: str = _setting("TTS_VOICE_DIR", "",
                                      doc="Directory of custom voices: WAV for Pocket TTS, .safetensors for DSM.")
+    voice_store: str = _setting("TTS_VOICE_STORE", "data/voices",
+                                doc="Folder of the voices made with POST /v1/audio/voices (a shared folder lets "
+                                    "replicas share them).")
+    voice_cloning: bool = _setting("TTS_VOICE_CLONING", True, _bool,
+                                   "Accept POST /v1/audio/voices: each Pocket TTS model keeps its Mimi encoder "
+                                   "(about 35 MB each); off lets it go once the voices are loaded.")
+    voice_keep_recording: bool = _setting("TTS_VOICE_KEEP_RECORDING", False, _bool,
+                                          "Keep a created voice's prepared recording (24 kHz WAV) beside its "
+                                          "state, so that a Pocket TTS language loaded later can speak it too.")
+    voice_max_bytes: int = _setting("TTS_VOICE_MAX_BYTES", 10 * 1024 * 1024, _positive(int),
+                                    "Largest voice upload accepted; larger is a 413, before the body is read.")
+    voice_max_count: int = _setting("TTS_VOICE_MAX_COUNT", 100, _positive(int),
+                                    "Most voices the library holds; another upload is a 409.")
+    voice_prompt_seconds: float = _setting("TTS_VOICE_PROMPT_SECONDS", 15.0, _prompt_seconds,
+                                           "Seconds of a cleaned recording the voice is made from (at most 30): "
+                                           "every request that speaks with it attends over them.")
+    voice_encode_threads: int = _setting("TTS_VOICE_ENCODE_THREADS", 1, _positive(int),
+                                         "torch threads that make a voice from a recording, beside the workers.")
     pocket_default_voice: str = _setting("TTS_POCKET_VOICE", "",
                                          doc="Default Pocket TTS voice for every language; empty uses each language's own.")
     pocket_config_dir: str = _setting("TTS_POCKET_CONFIG_DIR", "", _optional,
@@ -234,6 +259,10 @@ class Settings:
     api_key: str = _setting("TTS_API_KEY", "", doc="When set, synthesis, voice and metrics endpoints need "
                                                     "'Authorization: Bearer <key>'; /health stays open.",
                             secret=True)
+    admin_key: str = _setting("TTS_ADMIN_KEY", "", doc="When set, creating and deleting voices need "
+                                                        "'Authorization: Bearer <key>' with this key; "
+                                                        "empty: the API key.",
+                              secret=True)
     cors_origins: str = _setting("TTS_CORS_ORIGINS", "*",
                                  doc="Origins allowed by CORS: '*' (as the original setup) or a comma-separated list.")
     rate_limit: str = _setting("TTS_RATE_LIMIT", "120/minute;2000/hour", _rate_limit,

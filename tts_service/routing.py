@@ -65,6 +65,7 @@ class Router:
         self.preload_languages = set(settings.pocket_preload_languages
                                      or (settings.default_language, "en"))
         self.lazy: set[str] = set()
+        self.voice_library = None  # the voices made from recordings (voice_library.py), set by the service
         for language, kind in sorted(self.routes_config.items()):
             key = kind if kind == "dsm" else f"pocket-{language}"
             if kind == "dsm" and language not in settings.dsm_languages:

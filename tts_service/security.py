@@ -37,7 +37,9 @@ OPEN_ENDPOINTS = {"health.health", "openapi.spec", "openapi.docs", "static"}
 OPEN_BLUEPRINTS = {"web", "websocket"}
 # Every route that makes a model speak shares one budget per client.
 SYNTHESIS_BLUEPRINTS = {"tts", "stream", "websocket"}
-SYNTHESIS_ENDPOINTS = {"openai.speech"}
+SYNTHESIS_ENDPOINTS = {"openai.speech", "custom_voices.create"}  # making a voice costs a model's time too
+# Changing the voice library needs TTS_ADMIN_KEY when it is set (else the API key).
+ADMIN_ENDPOINTS = {"custom_voices.create", "custom_voices.delete"}
 
 
 def _presented_key() -> str:
@@ -47,9 +49,17 @@ def _presented_key() -> str:
     return request.headers.get("kyutai-api-key", "") or request.headers.get("X-API-Key", "")
 
 
-def key_is_valid(settings: Settings, presented: str) -> bool:
+def key_is_valid(settings: Settings, presented: str, key: str | None = None) -> bool:
     """Constant-time comparison, so the key cannot be guessed byte by byte from timings."""
-    return hmac.compare_digest(presented.encode("utf-8"), settings.api_key.encode("utf-8"))
+    expected = settings.api_key if key is None else key
+    return hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
+
+
+def required_key(settings: Settings) -> str:
+    """The key this request needs: the admin key for the voice library's changes when set, else the API key."""
+    if request.endpoint in ADMIN_ENDPOINTS:
+        return settings.admin_key or settings.api_key
+    return settings.api_key
 
 
 def client_key() -> str:
@@ -148,7 +158,8 @@ def install(app: Flask, settings: Settings, metrics=None) -> Limiter:
     @app.before_request
     def _authenticate():
         g.started = time.perf_counter()
-        if not settings.api_key or request.method == "OPTIONS":
+        expected = required_key(settings)
+        if not expected or request.method == "OPTIONS":
             return None
         websocket = request.blueprint == "websocket"
         # WebSocket clients may send the key in the query (browsers cannot set headers there).
@@ -165,13 +176,14 @@ def install(app: Flask, settings: Settings, metrics=None) -> Limiter:
                 raise ApiError(429, "Too many wrong API keys from this address; try again later.",
                                headers={"Retry-After": str(throttle.retry_after(client))})
             return None  # /health and the like still answer, without details
-        if key_is_valid(settings, presented):
+        if key_is_valid(settings, presented, expected):
             g.key_ok = True
             return None
         throttle.failed(client)
         if needs_key:
             reject("unauthorized")
-            raise ApiError(401, "Missing or wrong API key: send 'Authorization: Bearer <key>'.",
+            which = "admin key" if settings.admin_key and request.endpoint in ADMIN_ENDPOINTS else "API key"
+            raise ApiError(401, f"Missing or wrong {which}: send 'Authorization: Bearer <key>'.",
                            headers={"WWW-Authenticate": 'Bearer realm="tts"'})
         return None  # a WebSocket answers in-protocol; an open endpoint without details
 

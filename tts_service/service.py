@@ -15,6 +15,7 @@ from .config import Settings
 from .metrics import Metrics
 from .routing import Router
 from .speech.slots import SessionSlots
+from .voice_library import VoiceLibrary
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ class Service:
         self.router = Router(settings, cuda=cuda, metrics=self.metrics)
         self.cache = AudioCache(settings.cache_bytes) if settings.cache_bytes else None
         self.slots = SessionSlots(settings.session_slot_share)
+        self.voice_library = VoiceLibrary(settings, self.router)
         self.wyoming = None
         self.started = False
 
@@ -38,6 +40,7 @@ class Service:
         if self.started:
             return self
         self.started = True
+        self.voice_library.open()  # before the models load: they read their voices from it
         self.router.start()
         if self.settings.resolved_wyoming_uri():
             from .wyoming_server import WyomingServer
@@ -57,6 +60,7 @@ class Service:
             self.wyoming.stop(timeout=10.0 if timeout is None else min(timeout, 10.0))
             self.wyoming = None
         self.router.stop(timeout)
+        self.voice_library.close()
 
 
 def get_service(app=None) -> Service:

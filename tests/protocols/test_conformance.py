@@ -9,12 +9,14 @@ unknown voice (moshi-server's) is the one exception.
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 
 import pytest
 
 from conftest import dsm_only, free_port, rms, running_app, serve
+from test_custom_voices import SAMPLE
 from surfaces import (SURFACES, JsonWebSocket, KyutaiPost, KyutaiWebSocket, OpenAI, Tts, TtsStream, Verdict,
                       Wyoming, WyomingStream)
 
@@ -43,6 +45,7 @@ CASES = {
     "an unknown voice": ("Hola, esto es una prueba.", "nobody", None, "unknown_voice"),
     "an unknown language": ("Hola, esto es una prueba.", None, "xx", "bad_request"),
 }
+CUSTOM_VOICE = "clonada"
 # Where a streamed text may end without audio instead of being refused.
 SILENT_ALLOWED = {"nothing_to_say", "bad_request"}
 
@@ -68,15 +71,42 @@ def assert_verdict(surface, case: str, kind: str, verdict: Verdict) -> None:
 
 
 @pytest.fixture(scope="module")
-def both_engines(tiny_env):
-    """English on tiny DSM, Spanish on tiny Pocket TTS, every surface on real sockets."""
+def both_engines(tiny_env, tmp_path_factory):
+    """English on tiny DSM, Spanish on tiny Pocket TTS, every surface on real sockets; one custom voice made."""
     env = {**tiny_env, "TTS_ROUTES": "en=dsm", "TTS_POCKET_LANGUAGES": "es", "TTS_DEFAULT_LANGUAGE": "es",
            "TTS_WYOMING_PORT": str(free_port()), "TTS_WYOMING_HOST": "127.0.0.1", "TTS_MAX_CHARS": str(MAX_CHARS),
-           "TTS_MAX_AUDIO_SECONDS": "3", "TTS_RATE_LIMIT": "", "TTS_REQUEST_TIMEOUT": "60"}
+           "TTS_MAX_AUDIO_SECONDS": "3", "TTS_RATE_LIMIT": "", "TTS_REQUEST_TIMEOUT": "60",
+           "TTS_VOICE_STORE": str(tmp_path_factory.mktemp("voices"))}
     with running_app(env) as app:
+        made = app.test_client().post("/v1/audio/voices", content_type="multipart/form-data", data={
+            "name": CUSTOM_VOICE, "audio_sample": (io.BytesIO(SAMPLE), "sample.wav")})
+        assert made.status_code == 200, made.get_json()
         base, server = serve(app)
         yield base, app
         server.shutdown()
+
+
+@pytest.mark.parametrize("language", ["en", "es"], ids=["DSM", "Pocket TTS"])
+def test_a_custom_voice_speaks_on_pocket_and_is_refused_on_dsm_everywhere(both_engines, language):
+    """Made from a recording: spoken by Pocket TTS on every surface; a bad request on DSM (no voice cloning).
+
+    Wyoming's voice name overrides its language, so there the voice is named as `describe` names
+    voices, with its language first."""
+    base, app = both_engines
+    port = app.extensions["tts_service"].settings.wyoming_port
+    voice_id = app.extensions["tts_service"].voice_library.find(CUSTOM_VOICE).id
+    kind = "speech" if language == "es" else "bad_request"
+    failures = []
+    for surface in SURFACES:
+        for voice in (CUSTOM_VOICE, voice_id):
+            if surface in (Wyoming, WyomingStream):
+                voice = f"{language}:{voice}"
+            try:
+                assert_verdict(surface, f"a custom voice ({voice})", kind,
+                               surface(base, port).speak("Hola, esto es una prueba.", language, voice))
+            except AssertionError as exc:
+                failures.append(str(exc).splitlines()[0])
+    assert not failures, "\n".join(failures)
 
 
 def test_the_tables_here_are_the_services_own():

@@ -36,8 +36,8 @@ from ..config import Settings
 from ..hub import ModelDownloadError, download
 from ..text import split_sentences
 from . import pocket_internals as internals
-from .base import (Engine, NothingToSayError, SlotOutput, SynthesisRequest, UnknownVoiceError, is_speaker_embedding,
-                   output_for)
+from .base import (Capabilities, Engine, NothingToSayError, SlotOutput, SynthesisRequest, UnknownVoiceError,
+                   is_speaker_embedding, output_for)
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +131,7 @@ class PocketEngine(Engine):
     provider = "Kyutai Pocket TTS"
     kind = "pocket"
     aliases = ("pocket-tts",)
+    capabilities = Capabilities(voice_cloning=True)
 
     def __init__(self, settings: Settings, language: str):
         super().__init__()
@@ -148,6 +149,7 @@ class PocketEngine(Engine):
         self._active: collections.deque[_Active] = collections.deque()
         self._voice_dir = Path(settings.voice_dir).expanduser() if settings.voice_dir else None
         self._stop = threading.Event()
+        self.library = None  # the service's VoiceLibrary (voice_library.py): voices made while it runs
 
     # -- description -----------------------------------------------------------------------
     @property
@@ -216,6 +218,7 @@ class PocketEngine(Engine):
     def voices(self, language: str) -> tuple[list[str], str | None]:
         names = [self._predefined_voice] if self._predefined_voice else []
         names += [n for n in self._custom_voices if n not in names and n not in self._broken_voices]
+        names += [n for n in self._library_voices() if n not in names and n not in self._broken_voices]
         default = self.settings.pocket_default_voice or (names[0] if names else None)
         return names, default
 
@@ -252,9 +255,12 @@ class PocketEngine(Engine):
             except Exception as exc:
                 logger.warning("voice %r left out: %s", name, exc)
                 self._broken_voices.add(name)
-        # Every voice is encoded: the Mimi encoder (a third of Mimi's weights) is never used again
-        # until the model is loaded anew, when the voice folder is read again too.
-        internals.drop_voice_encoder(self._model)
+        if self.library is not None:
+            self.library.catch_up(self)  # library voices made before this model was loaded, and their states
+        # Every voice is encoded: unless voices are cloned while it runs, the Mimi encoder (a third of
+        # Mimi's weights) is never used again until the model is loaded anew.
+        if not self.clones_voices:
+            internals.drop_voice_encoder(self._model)
         _return_freed_memory()
 
     def _load_model(self) -> None:
@@ -287,7 +293,45 @@ class PocketEngine(Engine):
         gc.collect()
         _return_freed_memory()
 
+    # -- voices made while the service runs (voice_library.py) ------------------------------
+    @property
+    def clones_voices(self) -> bool:
+        """Whether this model can make a voice from a recording (its encoder kept, released weights that clone)."""
+        return bool(self.settings.voice_cloning and self._model is not None
+                    and internals.clones_voices(self._model))
+
+    def _library_voices(self) -> dict[str, Path]:
+        return self.library.states_for(self) if self.library is not None else {}
+
+    def clone_state(self, samples: np.ndarray) -> dict:
+        """The voice state of a prepared 24 kHz recording, by the package's own audio-prompt path.
+
+        Called outside the worker (the library's encoding thread): it reads the weights and writes
+        only the new state, which no step touches."""
+        import torch
+
+        model = self._model
+        with torch.no_grad():
+            return model.get_state_for_audio_prompt(torch.from_numpy(samples).unsqueeze(0))
+
+    def add_voice_state(self, path: Path, state: dict) -> None:
+        """Keep a state made from a recording, under the file it was written to."""
+        self._voice_states[str(path)] = state
+
+    def read_voice_state(self, path: Path) -> dict:
+        return self._model.get_state_for_audio_prompt(path)
+
+    @staticmethod
+    def write_voice_state(state: dict, path: Path) -> None:
+        """The state as `pocket-tts export-voice` writes it."""
+        from pocket_tts import export_model_state
+
+        export_model_state(state, path)
+
     def _voice_source(self, name: str) -> str | Path:
+        library = self._library_voices()
+        if name in library:
+            return library[name]
         custom = self._custom_voices
         if name in custom:
             return custom[name]

@@ -83,6 +83,7 @@ SERVING: dict[str, str] = {
     "pocket_tts.modules.text_conditioner:LUTConditioner.prepare":
         "a prompt's tokens, counted and kept with the request",
     "pocket_tts.models.mimi:MimiModel": "the codec's class, to hold it by type",
+    "pocket_tts:TTSModel().has_voice_cloning": "whether the loaded weights can make a voice from a recording",
     "pocket_tts.models.mimi:MimiModel().encoder": "dropped once every voice is encoded (a third of Mimi's weights)",
     "pocket_tts.models.mimi:MimiModel().encoder_transformer": "dropped with the encoder",
     "pocket_tts.models.mimi:MimiModel().downsample": "dropped with the encoder",
@@ -445,6 +446,12 @@ def prompt_tokens(model: TTSModel, prompt: str) -> list[int]:
     flow: FlowLMModel = model.flow_lm
     conditioner: LUTConditioner = flow.conditioner
     return conditioner.prepare(prompt)[0].tolist()
+
+
+def clones_voices(model: TTSModel) -> bool:
+    """Whether the weights loaded clone voices (Kyutai also serves weights that cannot) and the encoder is there."""
+    mimi: MimiModel = model.mimi
+    return bool(model.has_voice_cloning) and mimi.encoder is not None
 
 
 def drop_voice_encoder(model: TTSModel) -> None:

@@ -26,6 +26,7 @@ FALLBACK = "fallback"
 class Resolved:
     route: Route
     voice: str | None  # None: the route's default voice
+    custom_id: str | None = None  # a voice made from a recording: its id (a name may be made again)
 
     @property
     def language(self) -> str:
@@ -61,6 +62,9 @@ def resolve(router: Router, language: str | None, voice: str | None, policy: str
         raise Refusal(BAD_REQUEST, "'voice' must be a non-empty string; GET /voices lists them.", param="voice")
     voice = voice.strip() if voice else None
     default = router.settings.default_language
+    custom = router.voice_library.lookup(voice) if voice and router.voice_library is not None else None
+    if custom is not None:
+        return _resolve_custom(router, language, custom)
     if language is None and voice:
         languages = voice_languages(router, voice)
         if languages:
@@ -74,3 +78,27 @@ def resolve(router: Router, language: str | None, voice: str | None, policy: str
         logger.warning("voice %r is not available for %s; using the default voice", voice[:100], route.language)
         voice = None
     return Resolved(route, voice)
+
+
+def _resolve_custom(router: Router, language: str | None, custom) -> Resolved:
+    """A voice made from a recording (by name or id): spoken by the Pocket TTS languages that have it.
+
+    DSM cannot speak one: Kyutai has not released its voice cloning, so that is a bad request
+    whatever the policy, never a silent fallback to another voice."""
+    if language is None:
+        languages = voice_languages(router, custom.name)
+        default = router.settings.default_language
+        language = (default if default in languages else languages[0]) if languages else default
+    route = route_for(router, language)
+    engine = route.engine
+    if not engine.capabilities.voice_cloning:
+        raise Refusal(BAD_REQUEST, f"Voice {custom.name!r} is a custom voice, and {route.language!r} is spoken by "
+                                   f"{engine.provider}, whose voice cloning Kyutai has not released; ask for a "
+                                   f"Pocket TTS language: {', '.join(custom.public()['languages']) or 'none'}.",
+                      param="voice", code="voice_cloning_unavailable")
+    if not engine.knows_voice(route.language, custom.name):
+        raise Refusal(BAD_REQUEST, f"Custom voice {custom.name!r} was made while the {route.language!r} model was "
+                                   f"not loaded, so that language cannot speak it; it speaks: "
+                                   f"{', '.join(custom.public()['languages']) or 'none'}.",
+                      param="voice", code="voice_not_in_language")
+    return Resolved(route, custom.name, custom.id)

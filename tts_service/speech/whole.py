@@ -62,7 +62,8 @@ def cache_key(service, request: SpeechRequest, fmt: str, speed: float, rate: int
     resolved = resolve(service.router, request.language, request.voice, request.voice_policy)
     engine = resolved.route.engine
     return AudioCache.key(engine=resolved.route.key, model=engine.model_id, language=resolved.language,
-                          voice=resolved.voice or engine.voices(resolved.language)[1], text=request.text,
+                          voice=resolved.voice or engine.voices(resolved.language)[1], custom=resolved.custom_id,
+                          text=request.text,
                           clean=request.clean, format=fmt, speed=speed, rate=rate,
                           max_seconds=service.settings.max_audio_seconds, **engine.sampling())
 

@@ -1,0 +1,393 @@
+"""Voices made from a recording while the service runs: made once, kept on disk, spoken everywhere.
+
+A voice is made for every Pocket TTS model loaded at the time, by the package's own audio-prompt
+path (`TTSModel.get_state_for_audio_prompt`, as `pocket-tts export-voice` does), and its state is
+written with the package's `export_model_state`. Encoding runs in one thread of its own, with
+`TTS_VOICE_ENCODE_THREADS` torch threads at a lower CPU priority, never in a worker's step: the
+streams being generated keep their pace while a voice is made, and two uploads take turns.
+
+On disk (`TTS_VOICE_STORE`), one folder per voice, written whole under a temporary name and then
+renamed, so that a crash leaves either the whole voice or nothing:
+
+    <store>/voice_<24 hex>/voice.json       id, name, created_at, consent, one state per language
+    <store>/voice_<24 hex>/<language>.safetensors
+    <store>/voice_<24 hex>/sample.wav        only with TTS_VOICE_KEEP_RECORDING
+
+A language whose model was not loaded when the voice was made gets its state when it loads, from
+the kept recording; without one, that language does not have the voice. Replicas that share the
+folder see each other's voices at their next start, or at once through `refresh` (a listing, or a
+voice name nobody here knows yet).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Settings
+from .logs import log_safe
+from .threads import release_helpers
+from .voice_sample import PreparedSample, SampleError, prepared_from_upload
+
+logger = logging.getLogger(__name__)
+
+NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+VOICE_ID = re.compile(r"voice_[0-9a-f]{24}")
+META = "voice.json"
+RECORDING = "sample.wav"
+MAX_CONSENT_CHARS = 1000
+LOW_PRIORITY = 10  # the encoding thread's nice value: the workers go first
+REFRESH_EVERY = 2.0  # seconds between two reads of the store for other replicas' voices
+
+
+class VoiceError(Exception):
+    """Why a voice cannot be made or found: an HTTP status, an OpenAI-style code and a safe message."""
+
+    def __init__(self, status: int, message: str, code: str, param: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+
+
+@dataclass
+class CustomVoice:
+    id: str
+    name: str
+    created_at: int
+    consent: str | None = None
+    states: dict = field(default_factory=dict)  # language -> {"model": model id, "file": "<language>.safetensors"}
+    recording: bool = False
+
+    def public(self) -> dict:
+        """What clients see: OpenAI's voice object, and the languages that speak it (no file, no state)."""
+        return {"id": self.id, "object": "audio.voice", "name": self.name, "created_at": self.created_at,
+                "type": "audio_sample", "languages": sorted(self.states)}
+
+    def meta(self) -> dict:
+        return {"id": self.id, "name": self.name, "created_at": self.created_at, "consent": self.consent,
+                "states": self.states, "recording": self.recording}
+
+
+def _write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as written:
+        os.fsync(written.fileno())
+
+
+def _sync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _encoding_thread_setup(threads: int) -> None:
+    """The encoding thread's own torch threads and a lower priority; the workers' are left as they are.
+
+    OpenMP keeps the thread count per thread: `omp_set_num_threads` here (after torch's own lazy
+    per-thread setup) changes this thread only, where `torch.set_num_threads` would change the
+    count every thread started later takes."""
+    import ctypes
+
+    import torch
+
+    torch.get_num_threads()  # torch sets this thread's count from the process's first
+    try:
+        ctypes.CDLL(None).omp_set_num_threads(threads)
+    except (OSError, AttributeError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOW_PRIORITY)
+    except (OSError, AttributeError):
+        pass
+
+
+class VoiceLibrary:
+    """The voices of `TTS_VOICE_STORE`, the Pocket TTS engines that speak them, and the one encoding thread."""
+
+    def __init__(self, settings: Settings, router):
+        self.settings = settings
+        self.router = router
+        self.root = Path(settings.voice_store).expanduser()
+        self._voices: dict[str, CustomVoice] = {}
+        self._reserved: set[str] = set()
+        self._lock = threading.RLock()
+        self._refreshed = 0.0
+        self._encoder = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="voice-encode", initializer=_encoding_thread_setup,
+            initargs=(settings.voice_encode_threads,))
+        router.voice_library = self
+        for engine in self.engines():
+            engine.library = self
+
+    # -- reading ---------------------------------------------------------------------------
+    def engines(self) -> list:
+        """Every Pocket TTS engine of the routes, once each."""
+        seen = {}
+        for scheduler in self.router.schedulers.values():
+            if scheduler.engine.capabilities.voice_cloning:
+                seen[id(scheduler.engine)] = scheduler.engine
+        return list(seen.values())
+
+    def open(self) -> None:
+        """Read the store (before the models load, which read their voices' states from it)."""
+        with self._lock:
+            if self.root.is_dir():
+                for leftover in list(self.root.glob(".tmp-*")) + list(self.root.glob(".trash-*")):
+                    shutil.rmtree(leftover, ignore_errors=True)  # a write or a delete a crash cut short
+            self._voices = self._read_store()
+            self._refreshed = time.monotonic()
+        if self._voices:
+            logger.info("%d custom voice(s) in the voice store", len(self._voices))
+
+    def _read_store(self) -> dict[str, CustomVoice]:
+        voices = {}
+        if not self.root.is_dir():
+            return voices
+        for folder in sorted(self.root.iterdir()):
+            if not VOICE_ID.fullmatch(folder.name):
+                continue
+            try:
+                meta = json.loads((folder / META).read_text(encoding="utf-8"))
+                voice = CustomVoice(id=meta["id"], name=meta["name"], created_at=int(meta["created_at"]),
+                                    consent=meta.get("consent"), states=dict(meta.get("states") or {}),
+                                    recording=bool(meta.get("recording")))
+            except (OSError, ValueError, KeyError, TypeError):
+                logger.warning("voice %s left out: its voice.json cannot be read", folder.name)
+                continue
+            if voice.id == folder.name and NAME.fullmatch(voice.name):
+                voices[voice.id] = voice
+        return voices
+
+    def refresh(self, force: bool = False) -> None:
+        """Pick up the voices other replicas made or deleted in a shared store (at most every few seconds)."""
+        if not force and time.monotonic() - self._refreshed < REFRESH_EVERY:
+            return
+        found = self._read_store()
+        with self._lock:
+            self._refreshed = time.monotonic()
+            for voice_id in list(self._voices):
+                if voice_id not in found and not (self.root / voice_id).is_dir():  # not one made meanwhile
+                    del self._voices[voice_id]
+            for voice_id, voice in found.items():
+                if voice_id in self._voices or any(v.name == voice.name for v in self._voices.values()):
+                    continue
+                self._load_states(voice)
+                self._voices[voice_id] = voice
+
+    def _load_states(self, voice: CustomVoice) -> None:
+        """Another replica's voice: its states into the loaded engines, before anyone can ask for it."""
+        for engine in self.engines():
+            path = self._state_path(voice, engine)
+            if path is not None and engine.is_loaded:
+                try:
+                    engine.add_voice_state(path, engine.read_voice_state(path))
+                except Exception as exc:  # a damaged file: that language goes without this voice
+                    logger.warning("voice %s: its %s state cannot be read: %s", voice.id, engine.language,
+                                   type(exc).__name__)
+                    voice.states.pop(engine.language, None)
+
+    def list(self) -> list[CustomVoice]:
+        with self._lock:
+            return sorted(self._voices.values(), key=lambda v: (v.created_at, v.id))
+
+    def find(self, name_or_id: str) -> CustomVoice | None:
+        """A voice by its id or its name."""
+        with self._lock:
+            voice = self._voices.get(name_or_id)
+            if voice is None:
+                voice = next((v for v in self._voices.values() if v.name == name_or_id), None)
+        return voice
+
+    def lookup(self, name_or_id: str) -> CustomVoice | None:
+        """`find`, reading the store again first when nobody here knows the voice yet."""
+        voice = self.find(name_or_id)
+        if voice is None and (NAME.fullmatch(name_or_id) or VOICE_ID.fullmatch(name_or_id)):
+            self.refresh()
+            voice = self.find(name_or_id)
+        return voice
+
+    def _state_path(self, voice: CustomVoice, engine) -> Path | None:
+        entry = voice.states.get(engine.language)
+        if not entry or entry.get("model") != engine.model_id:
+            return None  # made with another model (a changed config): not this one's
+        return self.root / voice.id / entry["file"]
+
+    def states_for(self, engine) -> dict[str, Path]:
+        """Name -> state file of every voice `engine` can speak."""
+        with self._lock:
+            voices = list(self._voices.values())
+        found = {}
+        for voice in voices:
+            path = self._state_path(voice, engine)
+            if path is not None:
+                found[voice.name] = path
+        return found
+
+    # -- making ----------------------------------------------------------------------------
+    def create(self, name: str, data: bytes, consent: str | None = None) -> CustomVoice:
+        """Make, store and register a voice; VoiceError (4xx/503) leaves nothing behind."""
+        if not isinstance(name, str) or not NAME.fullmatch(name) or VOICE_ID.fullmatch(name):
+            raise VoiceError(400, "'name' must be 1 to 64 letters, digits, '-' or '_' (not a voice id).",
+                             "invalid_value", "name")
+        if consent is not None and (not isinstance(consent, str) or len(consent) > MAX_CONSENT_CHARS):
+            raise VoiceError(400, f"'consent' must be text of at most {MAX_CONSENT_CHARS} characters.",
+                             "invalid_value", "consent")
+        if not self.settings.voice_cloning:
+            raise VoiceError(403, "Voice cloning is off on this server (TTS_VOICE_CLONING=off).",
+                             "voice_cloning_disabled")
+        engines = [engine for engine in self.engines() if engine.is_loaded and engine.clones_voices]
+        if not engines:
+            if not self.engines():
+                raise VoiceError(400, "No language is served by Pocket TTS here, the only model whose voice "
+                                      "cloning Kyutai released.", "voice_cloning_unavailable")
+            raise VoiceError(503, "No Pocket TTS model that can clone a voice is loaded yet; try again shortly.",
+                             "model_loading")
+        self.refresh(force=True)
+        with self._lock:
+            self._check_name(name)
+            if len(self._voices) + len(self._reserved) >= self.settings.voice_max_count:
+                raise VoiceError(409, f"The voice library is full ({self.settings.voice_max_count} voices); "
+                                      "delete one first.", "voice_limit_reached")
+            self._reserved.add(name)
+        try:
+            try:
+                sample = prepared_from_upload(data, self.settings.voice_prompt_seconds)
+            except SampleError as exc:
+                raise VoiceError(exc.status, str(exc), exc.code, "audio_sample") from None
+            voice = CustomVoice(id=f"voice_{secrets.token_hex(12)}", name=name, created_at=int(time.time()),
+                                consent=consent, recording=self.settings.voice_keep_recording)
+            abandoned = threading.Event()
+            future = self._encoder.submit(self._make, voice, sample, engines, abandoned)
+            try:
+                states = future.result(timeout=self.settings.request_timeout)
+            except concurrent.futures.TimeoutError:
+                abandoned.set()
+                raise VoiceError(503, "Making the voice took too long; try again later.", "timeout") from None
+            with self._lock:
+                for engine, path, state in states:
+                    engine.add_voice_state(path, state)  # before the name is known: no request finds it without
+                self._voices[voice.id] = voice
+        finally:
+            with self._lock:
+                self._reserved.discard(name)
+        logger.info("custom voice %s (%s) made for %s", voice.id, log_safe(name), ",".join(sorted(voice.states)))
+        return voice
+
+    def _check_name(self, name: str) -> None:
+        taken = name in self._reserved or any(v.name == name for v in self._voices.values())
+        if not taken:
+            for language, route in self.router.routes.items():
+                try:
+                    taken = taken or name in route.engine.voices(language)[0]
+                except Exception:
+                    continue
+        if taken:
+            raise VoiceError(409, f"A voice named {name!r} already exists; choose another name or delete it first.",
+                             "voice_name_taken", "name")
+
+    def _make(self, voice: CustomVoice, sample: PreparedSample, engines: list, abandoned: threading.Event) -> list:
+        """In the encoding thread: one state per engine, written with the voice's folder, renamed into place."""
+        folder = self.root / f".tmp-{voice.id}"
+        try:
+            started = time.perf_counter()
+            states = []
+            for engine in engines:
+                state = engine.clone_state(sample.samples)
+                states.append((engine, engine.language, state))
+            encoded = time.perf_counter() - started
+            if abandoned.is_set():
+                return []
+            self.root.mkdir(parents=True, exist_ok=True)
+            folder.mkdir()
+            placed = []
+            for engine, language, state in states:
+                engine.write_voice_state(state, folder / f"{language}.safetensors")
+                _fsync(folder / f"{language}.safetensors")
+                voice.states[language] = {"model": engine.model_id, "file": f"{language}.safetensors"}
+                placed.append((engine, self.root / voice.id / f"{language}.safetensors", state))
+            if voice.recording:
+                _write(folder / RECORDING, sample.wav())
+            _write(folder / META, json.dumps(voice.meta(), ensure_ascii=False, indent=1).encode("utf-8"))
+            _sync_dir(folder)
+            os.rename(folder, self.root / voice.id)
+            _sync_dir(self.root)
+            logger.info("voice %s encoded in %.2f s (%.1f s of speech)", voice.id, encoded, sample.speech_seconds)
+            return placed
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            voice.states.clear()
+            raise
+        finally:
+            release_helpers()
+
+    def catch_up(self, engine) -> None:
+        """At `engine`'s load: the kept recordings of voices it has no state for, encoded now (in its loading thread)."""
+        if not engine.clones_voices:
+            return
+        with self._lock:
+            missing = [v for v in self._voices.values() if v.recording and self._state_path(v, engine) is None]
+        for voice in missing:
+            folder = self.root / voice.id
+            try:
+                import soundfile as sf
+
+                pcm, _ = sf.read(folder / RECORDING, dtype="int16")
+                state = engine.clone_state(PreparedSample(pcm, 0.0, 0.0).samples)
+                file = f"{engine.language}.safetensors"
+                partial = folder / f".{file}.tmp"
+                engine.write_voice_state(state, partial)
+                _fsync(partial)
+                os.replace(partial, folder / file)
+                with self._lock:
+                    voice.states[engine.language] = {"model": engine.model_id, "file": file}
+                    meta = folder / f".{META}.tmp"
+                    _write(meta, json.dumps(voice.meta(), ensure_ascii=False, indent=1).encode("utf-8"))
+                    os.replace(meta, folder / META)
+                engine.add_voice_state(folder / file, state)
+                logger.info("voice %s made for %s from its kept recording", voice.id, engine.language)
+            except Exception as exc:
+                logger.warning("voice %s not made for %s: %s", voice.id, engine.language, type(exc).__name__)
+
+    # -- deleting --------------------------------------------------------------------------
+    def delete(self, voice_id: str) -> bool:
+        """Forget a voice and remove its folder; False when there is none with this id."""
+        self.refresh(force=True)
+        with self._lock:
+            voice = self._voices.pop(voice_id, None) if VOICE_ID.fullmatch(voice_id or "") else None
+            if voice is None:
+                return False
+            folder, trash = self.root / voice.id, self.root / f".trash-{voice.id}"
+            try:
+                os.rename(folder, trash)
+            except FileNotFoundError:
+                return True  # another replica deleted it first
+            except OSError:
+                self._voices[voice.id] = voice
+                raise
+        shutil.rmtree(trash, ignore_errors=True)
+        logger.info("custom voice %s deleted", voice.id)
+        return True
+
+    def close(self) -> None:
+        self._encoder.shutdown(wait=False, cancel_futures=True)
