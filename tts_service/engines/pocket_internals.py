@@ -71,6 +71,8 @@ SERVING: dict[str, str] = {
     "pocket_tts:TTSModel().replace_characters": "a text rule of the model's config",
     "pocket_tts:TTSModel().model_recommended_frames_after_eos":
         "frames spoken after the end flag, where the config sets it",
+    "pocket_tts:TTSModel().config":
+        "the config it loaded: its weights_path names the checkpoint, whose word heads may be known",
     "pocket_tts:TTSModel().flow_lm": "the flow model: its tokenizer, and every step of the frame loop",
     "pocket_tts:TTSModel().mimi":
         "the Mimi codec: its encoder is dropped after the voices, its decoder runs the frames",
@@ -443,6 +445,29 @@ def prompt_tokens(model: TTSModel, prompt: str) -> list[int]:
     return conditioner.prepare(prompt)[0].tolist()
 
 
+def token_prefixes(model: TTSModel, tokens: list[int]) -> list[str]:
+    """The tokenizer's text for each prefix of `tokens`: which characters each token speaks."""
+    flow: FlowLMModel = model.flow_lm
+    conditioner: LUTConditioner = flow.conditioner
+    tokenizer = conditioner.tokenizer  # SentencePieceTokenizer or JsonTokenizer: both decode ids
+    return [tokenizer.decode(tokens[:count]) for count in range(1, len(tokens) + 1)]
+
+
+def attention_shape(model: TTSModel) -> tuple[int, int]:
+    """The flow model's layers and query heads per layer: which layer:head pairs exist."""
+    flow: FlowLMModel = model.flow_lm
+    transformer: StreamingTransformer = flow.transformer
+    layer: StreamingTransformerLayer = transformer.layers[0]
+    attention: StreamingMultiheadAttention = layer.self_attn
+    return len(transformer.layers), attention.num_heads
+
+
+def weights_path(model: TTSModel) -> str | None:
+    """The checkpoint the model was loaded from, as its config names it (hf://...@revision or a file)."""
+    config = model.config
+    return getattr(config, "weights_path", None)
+
+
 def drop_voice_encoder(model: TTSModel) -> None:
     """Free the Mimi encoder once every voice is encoded: nothing uses it until the next load."""
     mimi: MimiModel = model.mimi
@@ -544,6 +569,7 @@ class PieceStart(NamedTuple):
     prompt: object  # the chunk's tokens, [1, n]
     latent: object  # NaN: the package's start of speech
     max_frames: int
+    text_at: int = 0  # where the chunk's tokens sit in the flow model's KV cache
 
 
 def start_piece(model: TTSModel, streaming: StreamingModules, voice_state: dict, tokens: list[int]) -> PieceStart:
@@ -554,10 +580,11 @@ def start_piece(model: TTSModel, streaming: StreamingModules, voice_state: dict,
     mimi: MimiModel = model.mimi
     prompt = torch.tensor([tokens], dtype=torch.long, device=model.device)
     max_frames = model._estimate_max_gen_len(len(tokens))
-    flow_state = _sized_copy(voice_state, model._flow_lm_current_end(voice_state) + len(tokens) + max_frames)
+    text_at = model._flow_lm_current_end(voice_state)
+    flow_state = _sized_copy(voice_state, text_at + len(tokens) + max_frames)
     mimi_state = _sized_copy(streaming.mimi_fresh, max_frames * steps_per_latent(mimi))
     latent = torch.full((1, 1, flow.ldim), float("NaN"), device=model.device, dtype=flow.dtype)
-    return PieceStart(flow_state, mimi_state, prompt, latent, max_frames)
+    return PieceStart(flow_state, mimi_state, prompt, latent, max_frames, text_at)
 
 
 def min_frames_before_eos(model: TTSModel) -> int:
@@ -572,14 +599,16 @@ def _flow_decoders() -> dict:
             "pointwise": pointwise_decode}
 
 
-def flow_step(model: TTSModel, streaming: StreamingModules, latents: list, prompts: list, states: list):
+def flow_step(model: TTSModel, streaming: StreamingModules, latents: list, prompts: list, states: list,
+              heard=None):
     """One step of the flow model for every row in one batch: each row's next latent and end flag.
 
     The package's `FlowLMModel.forward` for rows laid end to end. `latents[i]` ([1, 1, ldim]) is
     row i's last latent (NaN at its start); `prompts[i]`, when not None, its text's tokens, run
     before the frame in one sequence as `FlowLMModel.forward` takes them. All rows go through the
     linear layers (where the time goes) as one sequence; attention runs per row over the row's
-    own KV cache at its own positions, exactly as the package does for one request.
+    own KV cache at its own positions, exactly as the package does for one request. `heard`, when
+    given (`pocket_alignment.TextAttention`), is handed the chosen heads' queries and keys on the way.
     """
     import numpy as np
     import torch
@@ -592,7 +621,7 @@ def flow_step(model: TTSModel, streaming: StreamingModules, latents: list, promp
         frame = frames[index:index + 1]
         inputs.append(frame if prompt is None else torch.cat([flow.conditioner(prompt), frame], 1))
     lengths = [part.shape[1] for part in inputs]
-    x = _transformer_rows(flow.transformer, torch.cat(inputs, dim=1), states, lengths)
+    x = _transformer_rows(flow.transformer, torch.cat(inputs, dim=1), states, lengths, heard)
     for state, length in zip(states, lengths):
         _advance(streaming.flow_modules, state, length)
     x = x[0, np.cumsum(lengths) - 1][:, None]
@@ -646,34 +675,39 @@ def decode_rows(model: TTSModel, streaming: StreamingModules, latents, states: l
     return [audio[index:index + 1] for index in range(len(states))]
 
 
-def _transformer_rows(transformer: StreamingTransformer, x, states: list, lengths: list):
+def _transformer_rows(transformer: StreamingTransformer, x, states: list, lengths: list, heard=None):
     """`StreamingTransformer.forward` for rows laid end to end in `x` ([1, sum(lengths), dim]).
 
-    Row i is `lengths[i]` positions long and has its own streaming state `states[i]`.
+    Row i is `lengths[i]` positions long and has its own streaming state `states[i]`. `heard`
+    (optional) is offered each layer's rotated queries and keys, row by row.
     """
     layer: StreamingTransformerLayer
-    for layer in transformer.layers:
-        x = _layer_rows(layer, x, states, lengths)
+    for index, layer in enumerate(transformer.layers):
+        x = _layer_rows(layer, x, states, lengths, partial(heard.listener, index) if heard is not None else None)
     return x
 
 
-def _layer_rows(layer: StreamingTransformerLayer, x, states: list, lengths: list):
+def _layer_rows(layer: StreamingTransformerLayer, x, states: list, lengths: list, listener=None):
     """`StreamingTransformerLayer.forward`, attention per row, everything else for all rows at once."""
     import torch
 
     attention: StreamingMultiheadAttention = layer.self_attn
     projected = attention.in_proj(layer.norm1(x))
     rows, start = [], 0
-    for state, length in zip(states, lengths):
-        rows.append(_attend(attention, projected[:, start:start + length], state))
+    for row, (state, length) in enumerate(zip(states, lengths)):
+        listen = listener(row) if listener is not None else None
+        rows.append(_attend(attention, projected[:, start:start + length], state, listen))
         start += length
     update = attention.out_proj(torch.cat(rows, dim=1))
     x = x.to(update) + layer.layer_scale_1(update)
     return layer._ff_block(x)
 
 
-def _attend(attention: StreamingMultiheadAttention, projected, state: dict):
-    """`StreamingMultiheadAttention.forward` after its input projection, for one row and its state."""
+def _attend(attention: StreamingMultiheadAttention, projected, state: dict, listen=None):
+    """`StreamingMultiheadAttention.forward` after its input projection, for one row and its state.
+
+    `listen`, when given, sees the rotated queries and every cached key ([1, heads, positions, dim]).
+    """
     import torch
     from pocket_tts.modules.attention import _build_attention_mask
     from torch.nn import functional as F
@@ -690,6 +724,8 @@ def _attend(attention: StreamingMultiheadAttention, projected, state: dict):
     if attention.num_kv_heads != attention.num_heads:
         k_attn = k_attn.repeat_interleave(attention.num_heads // attention.num_kv_heads, dim=1)
         v_attn = v_attn.repeat_interleave(attention.num_heads // attention.num_kv_heads, dim=1)
+    if listen is not None:
+        listen(q, k_attn)
     pos_q = offset.view(-1, 1) + torch.arange(t, device=q.device, dtype=torch.long).view(1, -1)
     mask = _build_attention_mask(pos_q, pos_k, attention.context)
     x = F.scaled_dot_product_attention(q, k_attn, v_attn, mask, dropout_p=0.0).transpose(1, 2)

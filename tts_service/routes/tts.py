@@ -57,6 +57,7 @@ def tts():
     }
     if words:
         answer["words"] = meta["words"]
+        answer["word_times"] = meta.get("word_times", "estimated")
         answer["pieces"] = meta["pieces"]
     response = jsonify(answer)
     response.headers["X-Cache"] = "hit" if hit else "miss"
