@@ -385,7 +385,7 @@
           source.onended = done;
           playback.finishers.push(done);
           playback.origin = self.context.currentTime;
-          source.start(playback.origin);
+          source.start();
           self._emit('start', info);
           // Asked for with `words: true`: each word and when it is heard, as the WebSocket sends them.
           (Array.isArray(data.words) ? data.words : []).forEach(function (word) {
