@@ -103,6 +103,26 @@ def _routes(value: str) -> dict[str, str]:
     return routes
 
 
+def _word_heads(value: str) -> dict:
+    """TTS_POCKET_WORD_HEADS: `3:9 4:2` for every Pocket model, `es=3:9 4:2;de=off` per language."""
+    from .engines.pocket_alignment import parse_heads
+
+    heads: dict = {}
+    for part in value.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        language, sep, listed = part.rpartition("=")
+        language = language.strip().lower() if sep else None
+        if language is not None and (not language.isalpha() or len(language) > 3):
+            raise ValueError(f"{language!r} is not a language code like 'es'")
+        listed = listed.strip()
+        heads[language] = () if listed.lower() == "off" else parse_heads(listed)
+        if not heads[language] and listed.lower() != "off":
+            raise ValueError(f"{part!r} names no layer:head pair; write 'off' for none")
+    return heads
+
+
 def _rate_limit(value: str) -> str:
     if not value.strip():
         return ""
@@ -249,6 +269,11 @@ class Settings:
         "TTS_POCKET_PRELOAD_LANGUAGES", (), _language_list,
         "Pocket TTS languages loaded at start; the others load on their first request. "
         "Empty: TTS_DEFAULT_LANGUAGE and en.")
+    pocket_word_heads: dict | None = _setting(
+        "TTS_POCKET_WORD_HEADS", None, _word_heads,
+        "Flow-model attention heads (layer:head) that time Pocket TTS's words: '3:9 4:2' for every "
+        "model, 'es=3:9 4:2;de=off' per language, 'off' for none. Empty: the heads known for the "
+        "released checkpoint loaded; a model without any has its word times estimated.")
     pocket_idle_unload: float = _setting("TTS_POCKET_IDLE_UNLOAD", 900.0, _non_negative(float),
                                          "Seconds a Pocket TTS language not preloaded may sit unused before "
                                          "it is unloaded; 0 keeps it.")

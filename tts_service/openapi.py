@@ -79,6 +79,9 @@ def build_spec(app) -> dict:
         return {"required": True, "content": {"application/json": {"schema": schema}}}
 
     tts_request, stream_request = body(TTS_FORMATS), body(STREAM_FORMATS)
+    tts_request["content"]["application/json"]["schema"]["properties"]["subtitles"] = {
+        "type": "string", "enum": ["vtt", "srt"],
+        "description": "Also answer WebVTT or SRT subtitles of the words in `subtitles`."}
     secured = [{"bearer": []}] if settings.api_key else []
     paths: dict[str, dict] = {
         "/health": {"get": {
@@ -177,7 +180,9 @@ def build_spec(app) -> dict:
                     "characters": {"type": "integer", "minimum": 1}, "sample_rate": {"type": "integer"},
                     "format": {"type": "string"}, "duration": {"type": "number", "minimum": 0},
                     "voice": {"type": ["string", "null"]}, "truncated": {"type": "boolean"},
-                    "words": {"type": "array", "items": {"type": "object", "required": ["word", "start", "end"]}}}},
+                    "words": {"type": "array", "items": {"type": "object", "required": ["word", "start", "end"]}},
+                    "word_times": {"type": "string", "enum": ["aligned", "estimated"]},
+                    "subtitles": {"type": "string"}}},
             },
         },
     }

@@ -112,10 +112,10 @@ class Job:
         self.samples += len(pcm)
         self._events.put(("audio", pcm))
 
-    def push_word(self, word: str, start: float) -> None:
+    def push_word(self, word: str, start: float, end: float | None = None) -> None:
         if self.words and self.words[-1].end is None:
             self.words[-1].end = start
-        timing = WordTiming(word, start)
+        timing = WordTiming(word, start, end)
         self.words.append(timing)
         self._events.put(("word", timing))
 
@@ -460,15 +460,15 @@ class Scheduler:
             self._deliver(output)
 
     def _deliver(self, output: SlotOutput) -> None:
-        """A slot's output to its job: words (each one's end is the next one's start), audio up to
+        """A slot's output to its job: words (each one's end is its own, or the next one's start), audio up to
         the job's `max_audio_seconds` (a job that reaches it is truncated and leaves its slot), the end."""
         job = output.job
         if job.done:
             return
         limit = int(job.request.max_audio_seconds * job.sample_rate)
-        for word, start in output.words:
+        for word, start, *end in output.words:
             if start * job.sample_rate < limit:
-                job.push_word(word, start)
+                job.push_word(word, start, *end)
         audio = output.audio
         if audio is not None and len(audio):
             room = max(limit - job.samples, 0)

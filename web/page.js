@@ -97,12 +97,21 @@
     if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) $('speak').click();
   });
 
+  // Played while it is generated: over the WebSocket, whose word events light the words up as they come.
+  function speakText(value, options) {
+    if (!$('stream').checked) return tts.speak(value, options);
+    if (!tts.features.webSocket) return tts.speak(value, Object.assign({ stream: true }, options));
+    var stream = tts.speakStream(options);
+    stream.write(value);
+    stream.end();
+    return stream.done;
+  }
+
   $('speak').addEventListener('click', function () {
     tts.unlock();
     $('stop').disabled = false;
     $('message').textContent = 'Generando…';
-    tts.speak($('text').value, { language: $('language').value, voice: $('voice').value || null,
-                                 stream: $('stream').checked })
+    speakText($('text').value, { language: $('language').value, voice: $('voice').value || null, words: true })
       .catch(function (error) { $('message').textContent = 'Error: ' + text(error && error.message); })
       .then(function () { $('stop').disabled = true; });
   });

@@ -14,6 +14,10 @@
  * 'blocked', and plays at the user's next click or key press. When the service errors, times
  * out, is unreachable or answers {"fallback": true}, the text is spoken with speechSynthesis in
  * the right language instead.
+ *
+ * Words: speakStream() emits a 'word' event ({word, start, end} in seconds of audio) as each word's
+ * time is known, and speak() does for every word with `words: true`; heard() is the seconds of
+ * audio heard so far, by the audio clock, so that a page can light up the word being spoken.
  */
 (function (global) {
   'use strict';
@@ -43,6 +47,7 @@
     voice: null,
     timeout: 15000,            // ms until the first audio, then the fallback speaks
     stream: false,             // play /tts/stream while it is generated
+    words: false,              // ask /tts for word times: a 'word' event per word (the WebSocket always sends them)
     fallback: true,            // speak with speechSynthesis when the service cannot
     headers: {},
   };
@@ -140,6 +145,7 @@
     this.duration += buffer.duration;
     this.playback.sources.push(source);
     var first = this.lastSource === null;
+    if (first) this.playback.origin = this.nextTime - buffer.duration;
     this.lastSource = source;
     if (first && this.onFirstSound) this.onFirstSound();
   };
@@ -173,6 +179,13 @@
     this.current = null;
     this._unlockOnGesture();
   }
+
+  /** Seconds of the current speech heard so far, by the audio clock; null before its first sound. */
+  TTSClient.prototype.heard = function () {
+    var playback = this.current;
+    if (!playback || playback.origin == null || !this.context) return null;
+    return Math.max(0, this.context.currentTime - playback.origin);
+  };
 
   TTSClient.prototype.configure = function (partial) {
     Object.assign(this.config, partial || {});
@@ -326,6 +339,7 @@
     var self = this;
     var body = { text: text, language: settings.language };
     if (settings.voice) body.voice = settings.voice;
+    if (settings.words) body.words = true;
     var useStream = settings.stream && features.streaming && features.webAudio;
     if (!features.webAudio) return Promise.reject(TTSError('this browser has no Web Audio API'));
     // Start the AudioContext now, but ask for the audio at once: if the autoplay policy still
@@ -370,8 +384,14 @@
           var done = function () { resolve(Object.assign({ stopped: playback.stopped }, info)); };
           source.onended = done;
           playback.finishers.push(done);
+          playback.origin = self.context.currentTime;
           source.start();
           self._emit('start', info);
+          // Asked for with `words: true`: each word and when it is heard, as the WebSocket sends them.
+          (Array.isArray(data.words) ? data.words : []).forEach(function (word) {
+            self._emit('word', { type: 'word', word: word.word, start: word.start, end: word.end,
+                                 word_times: data.word_times });
+          });
         }).then(function (result) {
           self._emit('end', result);
           return result;
@@ -632,6 +652,7 @@
     speak: function (text, options) { return client.speak(text, options); },
     speakStream: function (options) { return client.speakStream(options); },
     stop: function () { return client.stop(); },
+    heard: function () { return client.heard(); },
     unlock: function () { return client.unlock(); },
     parseWavHeader: parseWavHeader,
     pickVoice: pickVoice,

@@ -79,12 +79,13 @@ class WordTiming:
 
 @dataclass
 class SlotOutput:
-    """What one step made for one job: its audio, the words it began (text, start in seconds), and
-    whether the job is done (its slot already freed). The scheduler hands them to the job."""
+    """What one step made for one job: its audio, the words it began (text, start in seconds) or
+    ended (text, start, end), and whether the job is done (its slot already freed). The scheduler
+    hands them to the job."""
 
     job: Any
     audio: np.ndarray | None = None
-    words: list[tuple[str, float]] = field(default_factory=list)
+    words: list[tuple] = field(default_factory=list)
     done: bool = False
 
 

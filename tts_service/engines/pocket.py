@@ -35,6 +35,7 @@ import numpy as np
 from ..config import Settings
 from ..hub import ModelDownloadError, download
 from ..text import split_sentences
+from . import pocket_alignment as alignment
 from . import pocket_internals as internals
 from .base import (Capabilities, Engine, NothingToSayError, SlotOutput, SynthesisRequest, UnknownVoiceError,
                    is_speaker_embedding, output_for)
@@ -82,6 +83,7 @@ class PocketPiece:
     text: str
     frames_after_eos: int
     tokens: list[int]
+    units: alignment.Units | None = None  # its words, where their times are read from attention
 
 
 @dataclass
@@ -107,6 +109,10 @@ class _Piece:
     undecoded: list = field(default_factory=list)  # latents generated, not yet turned into audio
     decoded: int = 0  # frames turned into audio
     ended: bool = False  # no more frames: what is left undecoded is decoded this step
+    text_at: int = 0  # where its tokens sit in the KV cache
+    words: alignment.PieceWords | None = None  # its words' times, where the model's heads are known
+    attention: object = None  # the last step's attention over its tokens
+    heard: list = field(default_factory=list)  # the attention of each undecoded latent
 
     @property
     def due(self) -> bool:
@@ -150,6 +156,7 @@ class PocketEngine(Engine):
         self._voice_dir = Path(settings.voice_dir).expanduser() if settings.voice_dir else None
         self._stop = threading.Event()
         self.library = None  # the service's VoiceLibrary (voice_library.py): voices made while it runs
+        self._word_heads: tuple = ()  # layer:head pairs whose attention times the words
 
     # -- description -----------------------------------------------------------------------
     @property
@@ -245,6 +252,8 @@ class PocketEngine(Engine):
         if problem:
             logger.warning("Pocket TTS %s: %s; generating a sentence per step instead of a frame",
                            self.language, problem)
+        self._word_heads = self._heads() if self._frame_loop else ()
+        self.capabilities = Capabilities(word_times=bool(self._word_heads))
         self._voice_state(self._voice_source(default))
         # Every voice is encoded once here, so that no request encodes audio in the worker.
         for name in names:
@@ -262,6 +271,16 @@ class PocketEngine(Engine):
         if not self.clones_voices:
             internals.drop_voice_encoder(self._model)
         _return_freed_memory()
+
+    def _heads(self) -> tuple:
+        """The heads that time the words: TTS_POCKET_WORD_HEADS, else those known for these weights."""
+        configured = self.settings.pocket_word_heads or {}
+        for key in (self.language, None):
+            if key in configured:
+                heads = configured[key]
+                alignment.check_heads(heads, *internals.attention_shape(self._model))
+                return heads
+        return alignment.released_heads(internals.weights_path(self._model))
 
     def _load_model(self) -> None:
         from pocket_tts import TTSModel
@@ -355,6 +374,10 @@ class PocketEngine(Engine):
         pieces = self.pieces(request.text)
         if not pieces:
             raise NothingToSayError()
+        if self._word_heads:
+            for piece in pieces:
+                piece.units = alignment.prompt_units(piece.text, internals.token_prefixes(self._model, piece.tokens))
+            alignment.name_words([piece.units for piece in pieces], request.text)
         request.prepared = PocketPrepared(pieces, name, self._voice_source(name))
 
     def pieces(self, text: str) -> list[PocketPiece]:
@@ -418,6 +441,7 @@ class PocketEngine(Engine):
                 for index, entry in enumerate(rows):
                     self._after_flow(entry.piece, latents[index:index + 1], bool(eos[index]))
             self._decode_due(outputs)
+            self._finish_words(outputs)
             for entry in list(self._active):
                 if (entry.piece is None or entry.piece.ended) and not entry.sentences:
                     self._active.remove(entry)
@@ -443,11 +467,31 @@ class PocketEngine(Engine):
             entries = by_count[count]
             pieces = [entry.piece for entry in entries]
             latents = torch.cat([torch.cat(piece.undecoded, 1) for piece in pieces], 0)
+            heard = [piece.heard for piece in pieces]
             for piece in pieces:
-                piece.undecoded = []
+                piece.undecoded, piece.heard = [], []
                 piece.decoded += count
-            for entry, pcm in zip(entries, self._decode_rows(pieces, latents)):
-                output_for(outputs, entry.job).audio = np.clip(pcm, -1.0, 1.0)
+            for entry, pcm, attention in zip(entries, self._decode_rows(pieces, latents), heard):
+                output = output_for(outputs, entry.job)
+                output.audio = np.clip(pcm, -1.0, 1.0)
+                entry.samples += len(pcm)
+                if entry.piece.words is not None:
+                    output.words += self._words_heard(entry, pcm, attention)
+
+    def _words_heard(self, entry: _Active, pcm: np.ndarray, attention: list) -> list:
+        """The words these frames closed (`pocket_alignment`); all the rest once the piece has ended."""
+        words = entry.piece.words
+        closed = []
+        for frame, heard in zip(np.array_split(pcm, len(attention)), attention):
+            closed += words.hear(heard.float().cpu().numpy(), frame)
+        return closed
+
+    def _finish_words(self, outputs: dict) -> None:
+        """A piece that has ended gives its open and unreached words their times."""
+        for entry in self._active:
+            piece = entry.piece
+            if piece is not None and piece.ended and piece.words is not None and not piece.words.finished:
+                output_for(outputs, entry.job).words += piece.words.finish(entry.samples / self.sample_rate)
 
     # -- one frame per step, every request a row of one batch ------------------------------
     def _ready(self, entry: _Active) -> bool:
@@ -458,14 +502,19 @@ class PocketEngine(Engine):
             if not entry.sentences:
                 return False  # finished once its last decoded frame is pushed
             entry.piece = self._start_piece(entry.job, entry.sentences.popleft())
+            if entry.piece.words is not None:
+                entry.piece.words.offset = entry.samples / self.sample_rate
         return True
 
     def _start_piece(self, job, piece: PocketPiece) -> _Piece:
         """A fresh copy of the voice state, sized as `_generate` sizes it; its tokens run at its first step."""
         voice = self._voice_states[str(job.request.prepared.voice_source)]
         start = internals.start_piece(self._model, self._streaming, voice, piece.tokens)
+        words = None
+        if piece.units is not None and self._word_heads:
+            words = alignment.PieceWords(piece.units, 0.0, self.frame_seconds)
         return _Piece(start.flow_state, start.mimi_state, start.latent, start.max_frames, piece.frames_after_eos,
-                      prompt=start.prompt)
+                      prompt=start.prompt, text_at=start.text_at, words=words)
 
     def _after_flow(self, piece: _Piece, latent, is_eos: bool) -> None:
         """Keep the frame to be spoken, or end the piece (the package's end-of-speech and length rules)."""
@@ -478,6 +527,7 @@ class PocketEngine(Engine):
             return
         piece.latent = latent
         piece.undecoded.append(latent)
+        piece.heard.append(piece.attention)
         # The package's length limit, for a piece that never says its end.
         piece.ended = piece.frame >= piece.max_frames
 
@@ -493,8 +543,16 @@ class PocketEngine(Engine):
         prompts = [piece.prompt for piece in pieces]
         for piece in pieces:
             piece.prompt = None
-        return internals.flow_step(self._model, self._streaming, [piece.latent for piece in pieces], prompts,
-                                   [piece.flow_state for piece in pieces])
+        heard = None
+        if self._word_heads:
+            heard = alignment.TextAttention(self._word_heads, [
+                (piece.text_at, piece.text_at + piece.words.units.shares.shape[0]) if piece.words else None
+                for piece in pieces])
+        result = internals.flow_step(self._model, self._streaming, [piece.latent for piece in pieces], prompts,
+                                     [piece.flow_state for piece in pieces], heard)
+        for index, piece in enumerate(pieces):
+            piece.attention = heard.sums[index] if heard is not None else None
+        return result
 
     def _decode_rows(self, pieces: list[_Piece], latents) -> list[np.ndarray]:
         """PCM for each piece's frames ([rows, frames, dim]), decoded in one batch."""

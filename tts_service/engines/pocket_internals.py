@@ -72,6 +72,8 @@ SERVING: dict[str, str] = {
     "pocket_tts:TTSModel().replace_characters": "a text rule of the model's config",
     "pocket_tts:TTSModel().model_recommended_frames_after_eos":
         "frames spoken after the end flag, where the config sets it",
+    "pocket_tts:TTSModel().config":
+        "the config it loaded: its weights_path names the checkpoint, whose word heads may be known",
     "pocket_tts:TTSModel().flow_lm": "the flow model: its tokenizer, and every step of the frame loop",
     "pocket_tts:TTSModel().mimi":
         "the Mimi codec: its encoder is dropped after the voices, its decoder runs the frames",
@@ -454,6 +456,29 @@ def clones_voices(model: TTSModel) -> bool:
     return bool(model.has_voice_cloning) and mimi.encoder is not None
 
 
+def token_prefixes(model: TTSModel, tokens: list[int]) -> list[str]:
+    """The tokenizer's text for each prefix of `tokens`: which characters each token speaks."""
+    flow: FlowLMModel = model.flow_lm
+    conditioner: LUTConditioner = flow.conditioner
+    tokenizer = conditioner.tokenizer  # SentencePieceTokenizer or JsonTokenizer: both decode ids
+    return [tokenizer.decode(tokens[:count]) for count in range(1, len(tokens) + 1)]
+
+
+def attention_shape(model: TTSModel) -> tuple[int, int]:
+    """The flow model's layers and query heads per layer: which layer:head pairs exist."""
+    flow: FlowLMModel = model.flow_lm
+    transformer: StreamingTransformer = flow.transformer
+    layer: StreamingTransformerLayer = transformer.layers[0]
+    attention: StreamingMultiheadAttention = layer.self_attn
+    return len(transformer.layers), attention.num_heads
+
+
+def weights_path(model: TTSModel) -> str | None:
+    """The checkpoint the model was loaded from, as its config names it (hf://...@revision or a file)."""
+    config = model.config
+    return getattr(config, "weights_path", None)
+
+
 def drop_voice_encoder(model: TTSModel) -> None:
     """Free the Mimi encoder once every voice is encoded: nothing uses it until the next load."""
     mimi: MimiModel = model.mimi
@@ -625,12 +650,14 @@ class RowCaches:
 
         return torch.cat([state[self.names[0]]["offset"].view(-1)[:1] for state in states])
 
-    def attend(self, attention: StreamingMultiheadAttention, projected, states: list, offsets):
+    def attend(self, attention: StreamingMultiheadAttention, projected, states: list, offsets, listen=None):
         """`_attend` for rows that each add `t` positions ([rows, t, width]), in one call.
 
         Each row's keys and values are written at its own positions, its queries rotated at them,
         and its attention masked to what it has seen (and `context`), so each row gets what it
-        would alone up to the order of float additions.
+        would alone up to the order of float additions. `listen`, when given, sees the rows'
+        rotated queries ([rows, heads, t, dim]), every slot's keys ([slots, heads, positions, dim])
+        and each row's slot.
         """
         import torch
         from torch.nn import functional as F
@@ -654,8 +681,11 @@ class RowCaches:
             values = values.repeat_interleave(attention.num_heads // attention.num_kv_heads, dim=1)
         # Every slot up to the last used one attends (a free slot: at position 0, to no use), so
         # that no row's keys are gathered; only the rows asked for are read back.
+        q = q.transpose(1, 2)
+        if listen is not None:
+            listen(q, keys, slots)
         queries = torch.zeros((used_slots, attention.num_heads, t, d), dtype=q.dtype)
-        queries[slots] = q.transpose(1, 2)
+        queries[slots] = q
         query_positions = torch.zeros((used_slots, t), dtype=torch.long)
         query_positions[slots] = positions
         delta = query_positions[:, :, None] - torch.arange(used_positions, dtype=torch.long).view(1, 1, -1)
@@ -707,6 +737,7 @@ class PieceStart(NamedTuple):
     prompt: object  # the chunk's tokens, [1, n]
     latent: object  # NaN: the package's start of speech
     max_frames: int
+    text_at: int = 0  # where the chunk's tokens sit in the flow model's KV cache
 
 
 def start_piece(model: TTSModel, streaming: StreamingModules, voice_state: dict, tokens: list[int]) -> PieceStart:
@@ -717,11 +748,11 @@ def start_piece(model: TTSModel, streaming: StreamingModules, voice_state: dict,
     mimi: MimiModel = model.mimi
     prompt = torch.tensor([tokens], dtype=torch.long, device=model.device)
     max_frames = model._estimate_max_gen_len(len(tokens))
-    flow_state = streaming.flow_rows.place(
-        voice_state, model._flow_lm_current_end(voice_state) + len(tokens) + max_frames)
+    text_at = model._flow_lm_current_end(voice_state)
+    flow_state = streaming.flow_rows.place(voice_state, text_at + len(tokens) + max_frames)
     mimi_state = streaming.mimi_rows.place(streaming.mimi_fresh, max_frames * steps_per_latent(mimi))
     latent = torch.full((1, 1, flow.ldim), float("NaN"), device=model.device, dtype=flow.dtype)
-    return PieceStart(flow_state, mimi_state, prompt, latent, max_frames)
+    return PieceStart(flow_state, mimi_state, prompt, latent, max_frames, text_at)
 
 
 def set_decoder_dtype(model: TTSModel, dtype: str) -> None:
@@ -752,14 +783,16 @@ def _flow_decoders() -> dict:
             "pointwise": pointwise_decode}
 
 
-def flow_step(model: TTSModel, streaming: StreamingModules, latents: list, prompts: list, states: list):
+def flow_step(model: TTSModel, streaming: StreamingModules, latents: list, prompts: list, states: list,
+              heard=None):
     """One step of the flow model for every row in one batch: each row's next latent and end flag.
 
     The package's `FlowLMModel.forward` for rows laid end to end. `latents[i]` ([1, 1, ldim]) is
     row i's last latent (NaN at its start); `prompts[i]`, when not None, its text's tokens, run
     before the frame in one sequence as `FlowLMModel.forward` takes them. All rows go through the
     linear layers (where the time goes) as one sequence; attention runs per row over the row's
-    own KV cache at its own positions, exactly as the package does for one request.
+    own KV cache at its own positions, exactly as the package does for one request. `heard`, when
+    given (`pocket_alignment.TextAttention`), is handed the chosen heads' queries and keys on the way.
     """
     import numpy as np
     import torch
@@ -772,7 +805,7 @@ def flow_step(model: TTSModel, streaming: StreamingModules, latents: list, promp
         frame = frames[index:index + 1]
         inputs.append(frame if prompt is None else torch.cat([flow.conditioner(prompt), frame], 1))
     lengths = [part.shape[1] for part in inputs]
-    x = _transformer_rows(flow.transformer, torch.cat(inputs, dim=1), states, lengths, streaming.flow_rows)
+    x = _transformer_rows(flow.transformer, torch.cat(inputs, dim=1), states, lengths, streaming.flow_rows, heard)
     for state, length in zip(states, lengths):
         _advance(streaming.flow_modules, state, length)
     x = x[0, np.cumsum(lengths) - 1][:, None]
@@ -839,11 +872,12 @@ def _stack(values: list, dtype=None):
 
 
 def _transformer_rows(transformer: StreamingTransformer, x, states: list, lengths: list,
-                      caches: RowCaches | None = None):
+                      caches: RowCaches | None = None, heard=None):
     """`StreamingTransformer.forward` for rows laid end to end in `x` ([1, sum(lengths), dim]).
 
     Row i is `lengths[i]` positions long and has its own streaming state `states[i]`. With
-    `caches` holding every row, the rows of the most common length attend in one call.
+    `caches` holding every row, the rows of the most common length attend in one call. `heard`
+    (optional, `pocket_alignment.TextAttention`) is offered each layer's rotated queries and keys.
     """
     import collections
 
@@ -853,22 +887,27 @@ def _transformer_rows(transformer: StreamingTransformer, x, states: list, length
         together = [index for index, length in enumerate(lengths) if length == common]
     offsets = caches.offsets([states[index] for index in together]) if len(together) > 1 else None
     layer: StreamingTransformerLayer
-    for layer in transformer.layers:
-        x = _layer_rows(layer, x, states, lengths, caches, together if offsets is not None else [], offsets)
+    for index, layer in enumerate(transformer.layers):
+        x = _layer_rows(layer, x, states, lengths, caches, together if offsets is not None else [], offsets,
+                        partial(heard.listener, index) if heard is not None else None,
+                        partial(heard.rows_listener, index) if heard is not None else None)
     return x
 
 
 def _layer_rows(layer: StreamingTransformerLayer, x, states: list, lengths: list,
-                caches: RowCaches | None = None, together: list[int] = (), offsets=None):
+                caches: RowCaches | None = None, together: list[int] = (), offsets=None,
+                listener=None, rows_listener=None):
     """`StreamingTransformerLayer.forward`: everything but attention for all rows at once;
-    attention in one call for the rows in `together`, alone for each other row."""
+    attention in one call for the rows in `together`, alone for each other row. `listener(row)`
+    and `rows_listener(rows)` give what hears the chosen heads, alone and together."""
     import torch
 
     attention: StreamingMultiheadAttention = layer.self_attn
     projected = attention.in_proj(layer.norm1(x))
     if together and len(together) == len(lengths):
         t = lengths[0]
-        out = caches.attend(attention, projected.view(len(lengths), t, -1), states, offsets)
+        out = caches.attend(attention, projected.view(len(lengths), t, -1), states, offsets,
+                            rows_listener(together) if rows_listener is not None else None)
         attended = out.reshape(1, -1, out.shape[-1])
     else:
         starts = [0]
@@ -879,20 +918,25 @@ def _layer_rows(layer: StreamingTransformerLayer, x, states: list, lengths: list
             t = lengths[together[0]]
             index = torch.tensor([starts[i] + step for i in together for step in range(t)], dtype=torch.long)
             out = caches.attend(attention, projected[0, index].view(len(together), t, -1),
-                                [states[i] for i in together], offsets)
+                                [states[i] for i in together], offsets,
+                                rows_listener(together) if rows_listener is not None else None)
             for position, i in enumerate(together):
                 rows[i] = out[position:position + 1]
         for i, (state, length) in enumerate(zip(states, lengths)):
             if rows[i] is None:
-                rows[i] = _attend(attention, projected[:, starts[i]:starts[i] + length], state)
+                rows[i] = _attend(attention, projected[:, starts[i]:starts[i] + length], state,
+                                  listener(i) if listener is not None else None)
         attended = torch.cat(rows, dim=1)
     update = attention.out_proj(attended)
     x = x.to(update) + layer.layer_scale_1(update)
     return layer._ff_block(x)
 
 
-def _attend(attention: StreamingMultiheadAttention, projected, state: dict):
-    """`StreamingMultiheadAttention.forward` after its input projection, for one row and its state."""
+def _attend(attention: StreamingMultiheadAttention, projected, state: dict, listen=None):
+    """`StreamingMultiheadAttention.forward` after its input projection, for one row and its state.
+
+    `listen`, when given, sees the rotated queries and every cached key ([1, heads, positions, dim]).
+    """
     import torch
     from pocket_tts.modules.attention import _build_attention_mask
     from torch.nn import functional as F
@@ -909,6 +953,8 @@ def _attend(attention: StreamingMultiheadAttention, projected, state: dict):
     if attention.num_kv_heads != attention.num_heads:
         k_attn = k_attn.repeat_interleave(attention.num_heads // attention.num_kv_heads, dim=1)
         v_attn = v_attn.repeat_interleave(attention.num_heads // attention.num_kv_heads, dim=1)
+    if listen is not None:
+        listen(q, k_attn)
     pos_q = offset.view(-1, 1) + torch.arange(t, device=q.device, dtype=torch.long).view(1, -1)
     mask = _build_attention_mask(pos_q, pos_k, attention.context)
     x = F.scaled_dot_product_attention(q, k_attn, v_attn, mask, dropout_p=0.0).transpose(1, 2)

@@ -14,7 +14,8 @@ kyutai-labs/delayed-streams-modeling, `unmute/tts/text_to_speech.py` in kyutai-l
   first text; later ones are ignored) and `{"type": "Eos"}`.
 - Out: with the MessagePack formats `Ready` first (or `Error` "no free channels" at capacity),
   then `Audio` (`pcm`: 1920 floats, 80 ms at 24 kHz) or `OggOpus` (`data`: Ogg pages, the header
-  pages as the first such message), `Text` (`text`, `start_s`, `stop_s`) per word, and `Error`;
+  pages as the first such message), `Text` (`text`, `start_s`, `stop_s`, and this service's
+  `word_times`: `"aligned"` from the model, `"estimated"` shared out by length) per word, and `Error`;
   the raw formats carry only the audio (little-endian float32 frames, or Ogg pages). The socket
   closes when the audio is complete; an end with no text closes it at once.
 """
@@ -183,7 +184,7 @@ def kyutai_streaming():
                 send(output.audio(event.pcm))
             elif isinstance(event, Word):
                 send(output.message({"type": "Text", "text": event.text, "start_s": event.start,
-                                     "stop_s": event.stop}))
+                                     "stop_s": event.stop, "word_times": session.word_times}))
             elif isinstance(event, Done):
                 send(output.finish())
                 channel.close(1000, "done")

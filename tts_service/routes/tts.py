@@ -6,7 +6,7 @@ import base64
 
 from flask import Blueprint, jsonify, request
 
-from .. import audio
+from .. import audio, subtitles
 from ..audio_stream import check_output
 from ..disconnect import watch_client
 from ..errors import bad_request, request_id
@@ -39,6 +39,9 @@ def tts():
     service = get_service()
     body = json_body()
     speech, fmt, rate, words = speech_request(body, TTS_FORMATS)
+    captions = body.get("subtitles")
+    if captions is not None and captions not in subtitles.FORMATS:
+        raise bad_request(f"'subtitles' must be one of {', '.join(subtitles.FORMATS)}.")
     with watch_client(request.environ, label=request_id()) as watch:
         entry, hit = render(service, speech, fmt=fmt, rate=rate, watch=watch)
     meta = entry.meta
@@ -58,6 +61,10 @@ def tts():
     if words:
         answer["words"] = meta["words"]
         answer["pieces"] = meta["pieces"]
+    if words or captions:
+        answer["word_times"] = meta.get("word_times", "estimated")
+    if captions:
+        answer["subtitles"] = subtitles.render(meta["words"], captions)
     response = jsonify(answer)
     response.headers["X-Cache"] = "hit" if hit else "miss"
     return response

@@ -3,7 +3,8 @@
 In: `{"type": "text", "text"}` (any number) then `{"type": "end"}`; query `language`, `voice`,
 `api_key`, `format` (`pcm_s16le` by default, `ulaw`, `alaw` or any streamed format) and
 `sample_rate`. Out: `{"type": "ready", "sample_rate", "format", "provider", "model", "language",
-"voice"}`, binary audio chunks, `{"type": "word", "word", "start", "end"}`, then
+"voice", "word_times"}` (`"aligned"` or `"estimated"`), binary audio chunks, `{"type": "word",
+"word", "start", "end", "word_times"}` as each word's end is known, then
 `{"type": "done", "duration"}` or `{"type": "error", "message", "code"}` (`code`: the refusal's
 kind), and a close. Every refusal is an in-protocol error (a browser cannot read an HTTP status
 from a failed upgrade), so that the page falls back to the Web Speech API with a reason.
@@ -57,7 +58,8 @@ def json_streaming():
                 if data:
                     channel.send(data)
             elif isinstance(event, Word):
-                channel.send(json.dumps({"type": "word", "word": event.text, "start": event.start, "end": event.stop}))
+                channel.send(json.dumps({"type": "word", "word": event.text, "start": event.start, "end": event.stop,
+                                         "word_times": session.word_times}))
             elif isinstance(event, Done):
                 tail = encoder.finish()
                 if tail:
@@ -77,7 +79,8 @@ def json_streaming():
         header = encoder.header()
         channel.send(json.dumps({"type": "ready", "sample_rate": encoder.sample_rate, "format": fmt,
                                  "provider": engine.provider, "model": public_model_id(engine.model_id),
-                                 "language": session.route.language, "voice": session.voice_name}))
+                                 "language": session.route.language, "voice": session.voice_name,
+                                 "word_times": session.word_times}))
         if header:
             channel.send(header)
         try:

@@ -20,8 +20,9 @@ the pieces. On an engine that takes streamed text (DSM) the words of each stretc
 feed one job, which waits for words rather than inventing them. On the others, which need whole
 texts, words collect into clauses spoken as soon as each is complete: at a sentence end (the
 session's first clause already at a comma once `FIRST_CLAUSE_MIN_WORDS` words come before it), or
-when no new word arrived for `TTS_SESSION_CLAUSE_PAUSE`; each word's time is then estimated from its
-clause's audio length. Nothing without a letter or a digit is ever spoken: a stream that held
+when no new word arrived for `TTS_SESSION_CLAUSE_PAUSE`; each word's time is then read from the
+model's attention where the engine can (`Capabilities.word_times`), else estimated from its clause's
+audio length. Nothing without a letter or a digit is ever spoken: a stream that held
 only marks or emoji ends with a `nothing_to_say` error. Streamed sessions hold at most a share of
 each engine's slots (`TTS_SESSION_SLOT_SHARE`), so that whole texts always find room, and a job's
 time limit (`TTS_REQUEST_TIMEOUT`) counts only its idle time.
@@ -292,6 +293,11 @@ class Session:
         return self._samples / self.sample_rate
 
     @property
+    def word_times(self) -> str:
+        """"aligned" when the engine reports when each word is spoken, "estimated" when shared out by length."""
+        return "aligned" if self.route.engine.capabilities.word_times else "estimated"
+
+    @property
     def voice_name(self) -> str | None:
         """The voice that speaks (the default one's name when none was asked for)."""
         return self.voice or self.route.engine.voices(self.route.language)[1]
@@ -546,7 +552,11 @@ class Session:
             elif kind == "word":
                 if held is not None:
                     self._word(held.word, offset + held.start, offset + payload.start)
-                held = payload
+                    held = None
+                if payload.end is not None:  # its end is known (aligned from the model's attention)
+                    self._word(payload.word, offset + payload.start, offset + payload.end)
+                else:
+                    held = payload
         duration = samples / self.sample_rate
         if held is not None:
             self._word(held.word, offset + held.start, offset + max(duration, held.start))

@@ -26,6 +26,7 @@ class Spoken:
     voice: str | None
     pieces: list[float]
     route: object
+    word_times: str = "estimated"
 
 
 def speak(service, request: SpeechRequest, watch=None) -> Spoken:
@@ -55,7 +56,7 @@ def speak(service, request: SpeechRequest, watch=None) -> Spoken:
         session.cancel()
     samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
     return Spoken(samples, session.sample_rate, words, session.truncated, session.voice_name, session.pieces,
-                  session.route)
+                  session.route, session.word_times)
 
 
 def cache_key(service, request: SpeechRequest, fmt: str, speed: float, rate: int | None = None) -> str:
@@ -108,6 +109,7 @@ def render(service, request: SpeechRequest, *, fmt: str, speed: float = 1.0, rat
         "voice": spoken.voice,
         "truncated": truncated,
         "words": [{"word": w.text, "start": round(w.start, 3), "end": round(w.stop, 3)} for w in words],
+        "word_times": spoken.word_times,
         "pieces": [round(d, 3) for d in spoken.pieces],
     }
     entry = CachedAudio(data, meta)

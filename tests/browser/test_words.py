@@ -1,0 +1,85 @@
+"""The demo page lights up each word as it is heard, in Chromium, on the whole-text and streamed paths."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from conftest import wait_ready
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+TEXT = "Hola, soy Capibara6 con voz natural de Kyutai."
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+
+# Every 40 ms until the page says it is done: the audio clock, and which word is lit.
+SAMPLE = """() => new Promise((resolve) => {
+  const samples = [];
+  const tick = () => {
+    const words = [...document.querySelectorAll('#words .word')];
+    samples.push({ heard: KyutaiTTS.heard(), current: words.findIndex((w) => w.classList.contains('current')),
+                   count: words.length });
+    if (document.getElementById('message').textContent.startsWith('Listo')) resolve(samples);
+    else setTimeout(tick, 40);
+  };
+  tick();
+})"""
+
+
+@pytest.fixture(scope="module")
+def service(tiny_env):
+    from tts_service import create_app
+    from tts_service.config import Settings
+
+    app = create_app(Settings.from_env({**tiny_env, "TTS_ROUTES": "en=dsm,es=pocket", "TTS_POCKET_LANGUAGES": "es",
+                                        "TTS_DEFAULT_LANGUAGE": "es", "TTS_MAX_AUDIO_SECONDS": "5",
+                                        "TTS_POCKET_WORD_HEADS": "1:0 1:3"}))
+    app.extensions["tts_service"].start()
+    wait_ready(app.test_client())
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    app.extensions["tts_service"].stop(timeout=30)
+
+
+@pytest.fixture
+def page(service):
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required", "--no-first-run"])
+        page = browser.new_page()
+        page.goto(f"{service}/web/")
+        page.wait_for_function("() => window.KyutaiTTS !== undefined")
+        page.evaluate("window.__words = []; KyutaiTTS.on('word', (e) => window.__words.push(e.detail))")
+        yield page
+        browser.close()
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_the_lit_word_follows_playback(page, streamed):
+    page.fill("#text", TEXT)
+    if streamed:
+        page.check("#stream")
+    page.click("#speak")
+    samples = page.evaluate(SAMPLE)
+    words = page.evaluate("window.__words")
+    assert words and {w["word_times"] for w in words} == {"aligned"}
+    assert page.get_attribute("#words", "data-word-times") == "aligned"
+    assert [w["word"] for w in words] == TEXT.split()[:len(words)]
+    lit = [s for s in samples if s["heard"] is not None and s["current"] >= 0]
+    assert len(lit) > 10, samples
+    indices = [s["current"] for s in lit]
+    assert indices == sorted(indices), "the highlight went back"
+    assert len(set(indices)) >= 2, "the highlight never moved on"
+    # Sampled a moment apart from the page's own frame: 0.1 s either way.
+    for sample in lit:
+        index, heard = sample["current"], sample["heard"]
+        assert words[index]["start"] <= heard + 0.1, (sample, words[index])
+        if index + 1 < len(words) and sample["count"] == len(words):
+            assert words[index + 1]["start"] > heard - 0.1, (sample, words[index + 1])
