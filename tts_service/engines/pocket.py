@@ -23,6 +23,7 @@ per-sentence generator.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
 import warnings
@@ -253,7 +254,7 @@ class PocketEngine(Engine):
             logger.warning("Pocket TTS %s: %s; generating a sentence per step instead of a frame",
                            self.language, problem)
         self._word_heads = self._heads() if self._frame_loop else ()
-        self.capabilities = Capabilities(word_times=bool(self._word_heads))
+        self.capabilities = dataclasses.replace(type(self).capabilities, word_times=bool(self._word_heads))
         self._voice_state(self._voice_source(default))
         # Every voice is encoded once here, so that no request encodes audio in the worker.
         for name in names:
