@@ -23,7 +23,7 @@ import numpy as np
 
 from .engines.base import Engine, EngineError, SlotOutput, SynthesisRequest, WordTiming
 from .realtime import StepCost, headroom, room_for_one_more, rows_in_real_time
-from .threads import release_helpers
+from .threads import release_helpers, return_free_heap
 
 logger = logging.getLogger(__name__)
 
@@ -321,6 +321,7 @@ class Scheduler:
             idle = not self._has_work()
             if idle:
                 release_helpers()  # while it waits, its torch helpers would slow the other workers
+                return_free_heap()
             stopping = self._collect(block=idle, stopping=stopping)
             self._admit()
             self._drop_abandoned()
