@@ -102,20 +102,10 @@ def _sync_dir(path: Path) -> None:
 
 
 def _encoding_thread_setup(threads: int) -> None:
-    """The encoding thread's own torch threads and a lower priority; the workers' are left as they are.
+    """A lower priority for the encoding thread; the workers' are left as they are.
 
-    OpenMP keeps the thread count per thread: `omp_set_num_threads` here (after torch's own lazy
-    per-thread setup) changes this thread only, where `torch.set_num_threads` would change the
-    count every thread started later takes."""
-    import ctypes
-
-    import torch
-
-    torch.get_num_threads()  # torch sets this thread's count from the process's first
-    try:
-        ctypes.CDLL(None).omp_set_num_threads(threads)
-    except (OSError, AttributeError):
-        pass
+    Its OpenMP thread count is left alone: setting it from this thread (`omp_set_num_threads`)
+    was seen to leave the synthesis workers with one thread each, a third of their speed."""
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOW_PRIORITY)
     except (OSError, AttributeError):
