@@ -79,16 +79,27 @@ def test_only_the_preloaded_languages_load_at_start_and_others_on_first_request(
 
 
 def test_a_loaded_language_keeps_only_what_speaking_needs(tiny_env):
-    """Every voice is encoded at load; the Mimi encoder's weights are then given back."""
+    """Every voice is encoded at load; with cloning off the Mimi encoder's weights are then given back."""
     from tts_service.engines.pocket import PocketEngine
 
-    engine = PocketEngine(Settings.from_env(tiny_env), "es")
+    engine = PocketEngine(Settings.from_env({**tiny_env, "TTS_VOICE_CLONING": "off"}), "es")
     engine.load()
     mimi = engine._model.mimi
+    assert not engine.clones_voices
     assert mimi.encoder is None and mimi.encoder_transformer is None and mimi.downsample is None
     assert not any(name.startswith(("encoder", "downsample")) for name, _ in mimi.named_parameters())
     names, default = engine.voices("es")
     assert len(engine._voice_states) == len(names) >= 1
+
+
+def test_a_language_that_clones_voices_keeps_its_encoder(tiny_env):
+    """Voices made while the service runs need the encoder the package's audio-prompt path uses."""
+    from tts_service.engines.pocket import PocketEngine
+
+    engine = PocketEngine(Settings.from_env({**tiny_env, "TTS_VOICE_CLONING": "on"}), "es")
+    engine.load()
+    assert engine.clones_voices
+    assert engine._model.mimi.encoder is not None and engine._model.mimi.downsample is not None
 
 
 def test_the_preload_setting_names_the_languages_loaded_at_start(tiny_env):
