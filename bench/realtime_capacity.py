@@ -23,6 +23,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 import requests
@@ -54,14 +55,38 @@ def listen(url: str, text: str, body: dict, header: int) -> dict:
     return {"first": first, "audio": (received - header) / 2 / RATE, "prebuffer": prebuffer}
 
 
-def crowd(url: str, body, header: int, n: int, offset: int) -> tuple:
+class Rows(threading.Thread):
+    """The rows this service's engine holds while a crowd listens, read from `/health` four times a second."""
+
+    def __init__(self, base: str | None):
+        super().__init__(daemon=True)
+        self.base, self.seen, self.stop = base, [], threading.Event()
+
+    def run(self) -> None:
+        while self.base and not self.stop.wait(0.25):
+            try:
+                engine = requests.get(self.base + "/health", timeout=5).json()["engines"][0]
+            except (requests.RequestException, KeyError, IndexError, ValueError):
+                continue
+            self.seen.append(engine["active"])
+
+    def summary(self) -> str:
+        busy = [rows for rows in self.seen if rows]
+        return f"{statistics.mean(busy):.1f} / {max(busy)}" if busy else "-"
+
+
+def crowd(url: str, body, header: int, n: int, offset: int, health: str | None = None) -> tuple:
+    rows = Rows(health)
+    rows.start()
     began = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(n) as pool:
         runs = list(pool.map(lambda i: listen(url, answer(offset + i), body, header), range(n)))
     wall = time.perf_counter() - began
+    rows.stop.set()
+    rows.join()
     firsts = [r["first"] for r in runs]
     return (n, sum(r["audio"] for r in runs) / wall, statistics.median(firsts), max(firsts),
-            max(r["prebuffer"] for r in runs), sum(r["audio"] for r in runs) / n)
+            max(r["prebuffer"] for r in runs), sum(r["audio"] for r in runs) / n, rows.summary())
 
 
 def served(command: list[str], env: dict, health: str, run) -> list:
@@ -84,6 +109,8 @@ def main() -> None:
     parser.add_argument("--margins", default="1.25")
     parser.add_argument("--peer-clients", default="1,4", help="the peer answers one at a time: a few suffice")
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for this service's server (any number of times)")
     args = parser.parse_args()
     counts = [int(n) for n in args.clients.split(",")]
     config, voice = build(MODELS)
@@ -93,7 +120,7 @@ def main() -> None:
     def ours(base: str) -> list:
         stream = lambda text: {"json": {"text": text, "language": "es", "format": "pcm"}}  # noqa: E731
         listen(f"{base}/tts/stream", "Un momento.", stream, 0)  # the first steps' cost, before the crowd
-        return [crowd(f"{base}/tts/stream", stream, 0, n, 100 * index) for index, n in enumerate(counts)]
+        return [crowd(f"{base}/tts/stream", stream, 0, n, 100 * index, base) for index, n in enumerate(counts)]
 
     for margin in [float(m) for m in args.margins.split(",")]:
         env = {"HOST": "127.0.0.1", "TTS_DEVICE": "cpu", "TTS_POCKET_CONFIG": str(config),
@@ -101,7 +128,8 @@ def main() -> None:
                "TTS_VOICE_DIR": str(voice.parent), "TTS_POCKET_VOICE": voice.stem, "TTS_CACHE_BYTES": "0",
                "TTS_RATE_LIMIT": "", "TTS_LOG_FILE": "", "TTS_LOG_LEVEL": "warning",
                "TTS_REALTIME_MARGIN": str(margin), "TTS_MAX_BATCH_SIZE": str(max(counts)),
-               "TTS_MAX_QUEUE": str(4 * max(counts)), "TTS_REQUEST_TIMEOUT": "900"}
+               "TTS_MAX_QUEUE": str(4 * max(counts)), "TTS_REQUEST_TIMEOUT": "900",
+               **dict(setting.split("=", 1) for setting in args.env)}
         name = f"this service, TTS_REALTIME_MARGIN={margin:g}"
         tables[name] = served([sys.executable, str(ROOT / "tts_server.py")], env, "/health", ours)
         print(name, "done", flush=True)
@@ -119,12 +147,12 @@ def main() -> None:
 
     print("\nfull-size Spanish Pocket TTS, every client at once\n")
     print("| server | clients | audio s per wall s | median first audio | worst first audio | "
-          "worst pre-buffer | every stream real time | audio per stream |")
-    print("|---|---:|---:|---:|---:|---:|---|---:|")
+          "worst pre-buffer | every stream real time | audio per stream | rows held (mean / most) |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|")
     for name, rows in tables.items():
-        for n, rate, median_first, worst_first, worst, per_stream in rows:
+        for n, rate, median_first, worst_first, worst, per_stream, held in rows:
             print(f"| {name} | {n} | {rate:.2f} | {median_first:.2f} s | {worst_first:.2f} s | {worst:.2f} s | "
-                  f"{'yes' if worst <= REAL_TIME_PREBUFFER else 'no'} | {per_stream:.1f} s |")
+                  f"{'yes' if worst <= REAL_TIME_PREBUFFER else 'no'} | {per_stream:.1f} s | {held} |")
     for name, rows in tables.items():
         if not name.startswith("this service"):
             continue
