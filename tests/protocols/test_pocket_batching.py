@@ -247,3 +247,28 @@ def test_the_bfloat16_decoder_says_what_float32_says(tiny_env):
     assert 0 < error <= 0.05 * peak, (error, peak)
     signal_to_error = 10 * np.log10(np.mean(exact ** 2) / np.mean((fast - exact) ** 2))
     assert signal_to_error > 25, signal_to_error
+
+
+def test_rows_past_the_decoders_context_keep_only_a_ring_of_it(float_engine):
+    """Mimi's decoder transformer sees its last `context` steps: each row keeps that many (and a
+    spare) in a ring, however long it speaks; its audio past the first wrap is the package's own."""
+    engine = float_engine
+    rows = engine._streaming.mimi_rows
+    (name, ring), = list(rows.rings.items())[:1]
+    steps_per_second = engine._model.mimi.encoder_frame_rate
+    scheduler = Scheduler(engine, batch_wait=0.05, timeout=60)
+    scheduler.start(preload=False)
+    seen = []
+    try:
+        jobs = [scheduler.submit(SynthesisRequest(text, "es")) for text in (HOLA, TEXTS[1])]
+        while not all(job.done for job in jobs):
+            if rows.buffers:
+                seen.append(rows.buffers[name].shape[2])
+            time.sleep(0.01)
+        audio = jobs[0].result().audio
+    finally:
+        scheduler.stop(timeout=30)
+    assert seen and set(seen) == {ring}
+    assert len(audio) / engine.sample_rate > 2 * ring / steps_per_second  # the ring went round twice
+    reference = package_audio(engine, HOLA)
+    assert float(np.abs(audio - reference).max()) <= BATCH_TOLERANCE["off"]
