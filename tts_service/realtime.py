@@ -18,24 +18,36 @@ import threading
 
 
 class StepCost:
-    """Seconds per step by number of rows: a moving average per count, learnt as steps run."""
+    """Seconds per step by number of rows: a moving average per count, learnt as steps run.
 
-    def __init__(self, smoothing: float = 0.2):
+    A count not run for `memory` steps is forgotten while others are fresh: a cost measured once
+    in a burst, or when the machine was busier, would otherwise hold the batch below that count
+    for good, since the count is never run again to correct it."""
+
+    def __init__(self, smoothing: float = 0.2, memory: int = 400):
         self.smoothing = smoothing
+        self.memory = memory
         self._seconds: dict[int, float] = {}
+        self._seen_at: dict[int, int] = {}  # the step at which each count was last run
+        self._steps = 0
         self._lock = threading.Lock()
 
     def record(self, rows: int, seconds: float) -> None:
         if rows <= 0:
             return
         with self._lock:
+            self._steps += 1
             old = self._seconds.get(rows)
+            if old is not None and self._steps - self._seen_at[rows] > self.memory:
+                old = None  # forgotten: it starts anew
             self._seconds[rows] = seconds if old is None else old + self.smoothing * (seconds - old)
+            self._seen_at[rows] = self._steps
 
     def predict(self, rows: int) -> float | None:
         """A step's seconds with `rows` rows; None before any step was seen."""
         with self._lock:
-            seen = self._seconds
+            seen = {count: seconds for count, seconds in self._seconds.items()
+                    if self._steps - self._seen_at[count] <= self.memory} or dict(self._seconds)
             if rows in seen:
                 return seen[rows]
             smaller = sorted(count for count in seen if count < rows)

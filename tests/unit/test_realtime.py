@@ -138,3 +138,17 @@ def test_a_request_whose_wait_would_pass_the_timeout_is_told_busy_at_once():
             assert len(job.result().audio) == engine.frames  # none of them timed out
     finally:
         scheduler.stop(timeout=10)
+
+
+def test_a_count_not_run_for_a_while_is_guessed_again_from_those_that_were():
+    """A slow step measured once (a burst, a busy moment) must not keep the batch small for good."""
+    cost = StepCost(memory=10)
+    cost.record(2, 0.100)  # once, in a burst: two rows looked too slow to run together
+    for _ in range(11):
+        cost.record(1, 0.020)  # since then one row at a time, 20 ms a step
+    assert cost.predict(2) == pytest.approx(0.040)  # guessed anew from the fresh count
+    cost.record(2, 0.030)
+    assert cost.predict(2) == pytest.approx(0.030)
+    stale = StepCost(memory=10)
+    stale.record(3, 0.050)
+    assert stale.predict(3) == pytest.approx(0.050)  # with nothing fresher, the old figure stands
