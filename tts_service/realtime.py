@@ -43,11 +43,29 @@ class StepCost:
             self._seconds[rows] = seconds if old is None else old + self.smoothing * (seconds - old)
             self._seen_at[rows] = self._steps
 
+    def knows(self, rows: int) -> bool:
+        """Whether steps with `rows` rows were measured lately (within `memory` steps)."""
+        with self._lock:
+            return rows in self._seen_at and self._steps - self._seen_at[rows] <= self.memory
+
+    def _fresh(self) -> dict[int, float]:
+        return {count: seconds for count, seconds in self._seconds.items()
+                if self._steps - self._seen_at[count] <= self.memory} or dict(self._seconds)
+
+    def upper(self, rows: int) -> float | None:
+        """A step's seconds with `rows` rows at worst: as if each row cost as much as in the largest
+        batch measured below it (batches cost less per row, not more, as they grow)."""
+        with self._lock:
+            seen = self._fresh()
+            smaller = [count for count in seen if count < rows]
+        if rows in seen or not smaller:
+            return self.predict(rows)
+        return seen[max(smaller)] * rows / max(smaller)
+
     def predict(self, rows: int) -> float | None:
         """A step's seconds with `rows` rows; None before any step was seen."""
         with self._lock:
-            seen = {count: seconds for count, seconds in self._seconds.items()
-                    if self._steps - self._seen_at[count] <= self.memory} or dict(self._seconds)
+            seen = self._fresh()
             if rows in seen:
                 return seen[rows]
             smaller = sorted(count for count in seen if count < rows)
@@ -67,14 +85,16 @@ def headroom(cost: StepCost, rows: int, frame_seconds: float) -> float | None:
     return frame_seconds / seconds if seconds else None
 
 
-def room_for_one_more(cost: StepCost, rows: int, frame_seconds: float, margin: float) -> bool:
+def room_for_one_more(cost: StepCost, rows: int, frame_seconds: float, margin: float,
+                      measured: bool = True) -> bool:
     """Whether a row may join `rows` others and every row still run `margin` times real time.
 
     A lone row always may (nothing else is playing); so may any row while no step was measured yet
-    (a burst that comes first is let in whole, as without a margin)."""
+    (a burst that comes first is let in whole, as without a margin). While the batch's present
+    size is not `measured`, the guess is the worst case (`StepCost.upper`)."""
     if margin <= 0 or rows == 0:
         return True
-    seconds = cost.predict(rows + 1)
+    seconds = cost.predict(rows + 1) if measured else cost.upper(rows + 1)
     return seconds is None or seconds * margin <= frame_seconds
 
 

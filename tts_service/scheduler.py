@@ -203,6 +203,8 @@ class Scheduler:
         self.realtime_margin = realtime_margin
         self.step_cost = StepCost()
         self.job_steps: float | None = None  # how many steps an admitted job holds its row (moving average)
+        self._cycle = (0, 0.0, 0)  # rows, seconds and steps since the row count last changed or was recorded
+        self._steps_at_rows = 0  # steps run since the row count last changed
         self._on_step = on_step
         self._on_done = on_done
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
@@ -403,7 +405,8 @@ class Scheduler:
             # answered only at its end, and takes the rows streams leave; each kind in arrival order.
             job = next((job for job in self._pending if job.request.listening), self._pending[0])
             rows = len(self.engine.active_jobs())
-            if not room_for_one_more(self.step_cost, rows, self.engine.frame_seconds, self.realtime_margin):
+            if not room_for_one_more(self.step_cost, rows, self.engine.frame_seconds, self.realtime_margin,
+                                     measured=self._settled(rows)):
                 if not job.held:
                     job.held = True
                     self.stats.held_for_realtime += 1
@@ -456,9 +459,29 @@ class Scheduler:
             release_helpers()
             time.sleep(0.002)  # every job waits for text: don't spin
             return
-        self.step_cost.record(len(active), time.perf_counter() - started)
+        self._measured(len(active), time.perf_counter() - started)
         for output in outputs:
             self._deliver(output)
+
+    def _settled(self, rows: int) -> bool:
+        """Whether a batch of `rows` has a measured cost to admit by: lately, or a whole cycle of steps
+        since it reached that size. Until then a new row joins only if even the worst case keeps
+        real time (a burst's first steps, and steps without Mimi's decoding, would look cheap)."""
+        cycle = getattr(self.engine, "steps_per_cycle", 1)
+        return self.step_cost.knows(rows) or (rows == self._cycle[0] and self._steps_at_rows >= cycle)
+
+    def _measured(self, rows: int, seconds: float) -> None:
+        """A step's cost: recorded as the mean of each cycle of steps run with the same rows."""
+        counted_rows, total, steps = self._cycle
+        if rows != counted_rows:
+            counted_rows, total, steps = rows, 0.0, 0
+            self._steps_at_rows = 0
+        total, steps = total + seconds, steps + 1
+        self._steps_at_rows += 1
+        if steps >= getattr(self.engine, "steps_per_cycle", 1):
+            self.step_cost.record(rows, total / steps)
+            total, steps = 0.0, 0
+        self._cycle = (counted_rows, total, steps)
 
     def _deliver(self, output: SlotOutput) -> None:
         """A slot's output to its job: words (each one's end is its own, or the next one's start), audio up to

@@ -152,3 +152,21 @@ def test_a_count_not_run_for_a_while_is_guessed_again_from_those_that_were():
     stale = StepCost(memory=10)
     stale.record(3, 0.050)
     assert stale.predict(3) == pytest.approx(0.050)  # with nothing fresher, the old figure stands
+
+
+class DecodingEngine(FakeEngine):
+    """Cheap steps, and every fourth an expensive one (as Pocket TTS decodes four frames at a time)."""
+
+    steps_per_cycle = 4
+
+    def step(self):
+        self.row_seconds = 0.007 if len(self.batches) % 4 == 3 else 0.001  # 2.5 ms a row on average
+        return super().step()
+
+
+def test_a_cost_that_repeats_every_few_steps_is_measured_over_whole_cycles():
+    """With a 20 ms frame and a margin of 1.25, six rows fit (15 ms a step on average); the cheap
+    steps alone (1 ms a row) would let in all twelve, which would then fall behind."""
+    engine = DecodingEngine(slots=12, frames=60)
+    run(engine, margin=1.25, count=12)
+    assert 3 <= most_rows(engine) <= 6

@@ -129,6 +129,9 @@ class Engine(abc.ABC):
     kind: str = ""  # the short name clients may ask for ("dsm", "pocket")
     aliases: tuple[str, ...] = ()  # other model names clients use for it
     frame_seconds: float = 0.08  # audio one step makes for each row (both models run at 12.5 Hz)
+    # Steps over which a step's cost repeats (Pocket TTS decodes its frames four at a time): a
+    # batch's cost is their mean, and a new row joins only once the batch has run that many.
+    steps_per_cycle: int = 1
     capabilities = Capabilities()
     frame_rate: float = 12.5
 

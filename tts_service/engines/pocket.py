@@ -138,6 +138,7 @@ class PocketEngine(Engine):
     provider = "Kyutai Pocket TTS"
     kind = "pocket"
     aliases = ("pocket-tts",)
+    steps_per_cycle = DECODE_CHUNK_FRAMES
     capabilities = Capabilities(voice_cloning=True)
 
     def __init__(self, settings: Settings, language: str):
