@@ -32,6 +32,7 @@ from pocket_peers import MODELS, ROOT, SUBJECTS, VENV_BIN, build, free_port, wai
 
 RATE = 24000
 REAL_TIME_PREBUFFER = 0.3
+TOGETHER_FIRST_AUDIO = 1.0  # streams that all hear their first audio within this have started together
 
 
 def answer(i: int) -> str:
@@ -159,9 +160,10 @@ def main() -> None:
         by_n = {row[0]: row for row in rows}
         print(f"\n{name}:")
         if 12 in by_n:
-            print(f"- 12 clients at once, every stream real time: "
-                  f"{'met' if by_n[12][4] <= REAL_TIME_PREBUFFER else 'not met'} "
-                  f"(worst pre-buffer {by_n[12][4]:.2f} s, worst first audio {by_n[12][3]:.2f} s)")
+            together = by_n[12][3] <= TOGETHER_FIRST_AUDIO and by_n[12][4] <= REAL_TIME_PREBUFFER
+            print(f"- 12 clients start together (first audio within {TOGETHER_FIRST_AUDIO:g} s) and stay real time: "
+                  f"{'met' if together else 'not met'} "
+                  f"(worst first audio {by_n[12][3]:.2f} s, worst pre-buffer {by_n[12][4]:.2f} s)")
         if 16 in by_n:
             print(f"- 16 clients, at least 14 audio s per wall s: {'met' if by_n[16][1] >= 14 else 'not met'} "
                   f"({by_n[16][1]:.2f})")
