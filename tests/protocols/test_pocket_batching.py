@@ -272,3 +272,38 @@ def test_rows_past_the_decoders_context_keep_only_a_ring_of_it(float_engine):
     assert len(audio) / engine.sample_rate > 2 * ring / steps_per_second  # the ring went round twice
     reference = package_audio(engine, HOLA)
     assert float(np.abs(audio - reference).max()) <= BATCH_TOLERANCE["off"]
+
+
+def test_a_row_alone_is_decoded_beside_the_flow_model_and_says_the_same(float_engine, monkeypatch):
+    """Alone on a CPU with two torch threads or more, a row's frames are decoded in a second thread
+    while the flow model makes the next one: the same audio and words as in a batch (decoded in
+    the worker), every piece of a long text whole and in order."""
+    from tts_service.engines.pocket import PocketEngine
+
+    engine = float_engine
+    monkeypatch.setattr(PocketEngine, "_torch_threads", staticmethod(lambda: 2))
+    decoded_in = set()
+    real_decode = PocketEngine._decode_taken
+
+    def decode_taken(self, taken):
+        decoded_in.add(threading.current_thread().name)
+        return real_decode(self, taken)
+
+    monkeypatch.setattr(PocketEngine, "_decode_taken", decode_taken)
+    scheduler = Scheduler(engine, batch_wait=0.05, timeout=60)
+    scheduler.start(preload=False)
+    try:
+        alone = scheduler.submit(SynthesisRequest(LONG, "es")).result()
+        assert any(name.startswith("tts-decoder") for name in decoded_in)
+        decoded_in.clear()
+        pair = [scheduler.submit(SynthesisRequest(text, "es")) for text in (LONG, HOLA)]
+        batched = pair[0].result()
+        pair[1].result()
+    finally:
+        scheduler.stop(timeout=30)
+    assert any(name.startswith("tts-worker") for name in decoded_in)  # two rows: decoded in the worker
+    assert len(alone.audio) == len(batched.audio) > 3 * FRAME
+    assert float(np.abs(alone.audio - batched.audio).max()) <= BATCH_TOLERANCE["off"]
+    assert [word.word for word in alone.words] == [word.word for word in batched.words]
+    assert [word.start for word in alone.words] == pytest.approx([word.start for word in batched.words], abs=0.09)
+    assert float(np.abs(alone.audio[:len(package_audio(engine, HOLA))]).max()) > 0  # not silence
