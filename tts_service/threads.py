@@ -59,6 +59,35 @@ def _pause_resources():
     return function
 
 
+@cache
+def _set_omp_threads():
+    """OpenMP's `omp_set_num_threads` as torch loaded it, or None."""
+    try:
+        function = ctypes.CDLL(None).omp_set_num_threads
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    function.restype = None
+    return function
+
+
+def set_own_threads(count: int) -> bool:
+    """The calling thread's torch threads per operation, every other thread's left as it is.
+
+    OpenMP keeps the count per thread. `torch.set_num_threads` would also change the count that
+    each thread copies at its first operation, and with it a worker that has not run yet; so
+    this thread takes its copy first, then its own count is set through OpenMP. False where
+    torch does not run on libgomp's OpenMP."""
+    import torch
+
+    torch.get_num_threads()  # this thread's copy of the process's count is made now
+    function = _set_omp_threads()
+    if function is None:
+        return False
+    function(count)
+    return torch.get_num_threads() == count
+
+
 def release_helpers() -> None:
     """Give back the OpenMP helper threads of the calling thread, which stops running torch for now."""
     if "torch" not in sys.modules:

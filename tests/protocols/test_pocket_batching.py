@@ -281,7 +281,7 @@ def test_a_row_alone_is_decoded_beside_the_flow_model_and_says_the_same(float_en
     from tts_service.engines.pocket import PocketEngine
 
     engine = float_engine
-    monkeypatch.setattr(PocketEngine, "_torch_threads", staticmethod(lambda: 2))
+    monkeypatch.setattr(PocketEngine, "_torch_threads", lambda self: 2)
     decoded_in = set()
     real_decode = PocketEngine._decode_taken
 

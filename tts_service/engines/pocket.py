@@ -37,6 +37,7 @@ import numpy as np
 from ..config import Settings
 from ..hub import ModelDownloadError, download
 from ..text import split_sentences
+from ..threads import set_own_threads
 from . import pocket_alignment as alignment
 from . import pocket_internals as internals
 from .base import (Capabilities, Engine, NothingToSayError, SlotOutput, SynthesisRequest, UnknownVoiceError,
@@ -110,6 +111,7 @@ class _Piece:
     prompt: object = None  # the text's tokens until they are run through the model (its first step)
     undecoded: list = field(default_factory=list)  # latents generated, not yet turned into audio
     decoded: int = 0  # frames turned into audio
+    decoding: bool = False  # frames of it are in the decoder thread
     ended: bool = False  # no more frames: what is left undecoded is decoded at once
     text_at: int = 0  # where its tokens sit in the KV cache
     words: alignment.PieceWords | None = None  # its words' times, where the model's heads are known
@@ -157,6 +159,8 @@ class PocketEngine(Engine):
         self._broken_voices: set[str] = set()
         self._active: collections.deque[_Active] = collections.deque()
         self._decoder: concurrent.futures.ThreadPoolExecutor | None = None  # see `_decoder_thread`
+        self._decoding: concurrent.futures.Future | None = None  # the chunk the decoder thread is on
+        self._own_threads: int | None = None  # the worker's torch threads for a batch (`_threads_for`)
         self._voice_dir = Path(settings.voice_dir).expanduser() if settings.voice_dir else None
         self._stop = threading.Event()
         self.library = None  # the service's VoiceLibrary (voice_library.py): voices made while it runs
@@ -414,6 +418,7 @@ class PocketEngine(Engine):
         self._active.append(_Active(job, collections.deque(prepared.sentences)))
 
     def release(self, job) -> None:
+        self._decoded_in_flight()  # its Mimi state and cache slot are in use until then
         for entry in list(self._active):
             if entry.job is job:
                 self._active.remove(entry)
@@ -423,6 +428,8 @@ class PocketEngine(Engine):
         """Give back the cache slots of pieces that ended or left (all of them once idle), and the
         decoder thread once idle: no thread is kept for nothing."""
         if not self._active and self._decoder is not None:
+            self._decoded_in_flight()
+            self._decoding = None
             self._decoder.shutdown(wait=False)
             self._decoder = None
         if self._streaming is not None:
@@ -445,27 +452,39 @@ class PocketEngine(Engine):
         # alone is pipelined (`_pipelined`).
         with torch.no_grad():
             rows = [entry for entry in list(self._active) if self._ready(entry)]
-            decoding, pipelined = None, self._pipelined()
-            if pipelined:  # what earlier steps made, decoded while this step's frame is made
+            pipelined = self._pipelined()
+            self._threads_for(pipelined)
+            if self._decoding is not None:
+                # The decoder thread's last chunk: taken when done, waited for when more is due,
+                # when there is no frame to make meanwhile, or when the rows are now a batch.
+                if self._decoding.done() or not rows or not pipelined or self._any_due():
+                    self._push_decoded(self._decoding.result(), outputs)
+                    self._decoding = None
+            if pipelined and self._decoding is None:
                 taken = self._take_due()
                 if taken:
-                    decoding = self._decoder_thread().submit(self._decode_taken, taken)
+                    self._decoding = self._decoder_thread().submit(self._decode_taken, taken)
             if rows:
                 latents, eos = self._flow_frames([entry.piece for entry in rows])
                 for index, entry in enumerate(rows):
                     self._after_flow(entry.piece, latents[index:index + 1], bool(eos[index]))
-            if decoding is not None:
-                self._push_decoded(decoding.result(), outputs)
-            elif not pipelined:
+            if not pipelined:
                 self._push_decoded(self._decode_taken(self._take_due()), outputs)
             self._finish_words(outputs)
             for entry in list(self._active):
-                piece = entry.piece
-                if (piece is None or piece.ended and not piece.undecoded) and not entry.sentences:
+                if self._spoken(entry.piece) and not entry.sentences:
                     self._active.remove(entry)
                     output_for(outputs, entry.job).done = True
             self._keep_rows()
         return list(outputs.values())
+
+    @staticmethod
+    def _spoken(piece: _Piece | None) -> bool:
+        """No piece, or one that ended and whose every frame is audio that was handed out."""
+        return piece is None or piece.ended and not piece.undecoded and not piece.decoding
+
+    def _any_due(self) -> bool:
+        return any(entry.piece is not None and entry.piece.due for entry in self._active)
 
     def _pipelined(self) -> bool:
         """Whether this step decodes the frames of earlier steps in a second thread while the flow
@@ -478,24 +497,29 @@ class PocketEngine(Engine):
         """
         return len(self._active) == 1 and self.device == "cpu" and self._torch_threads() > 1
 
-    @staticmethod
-    def _torch_threads() -> int:
+    def _torch_threads(self) -> int:
+        """This worker's torch threads when it runs a batch."""
         import torch
 
-        return torch.get_num_threads()
+        return self._own_threads or torch.get_num_threads()
 
     def _decoder_thread(self):
         """The thread that decodes while the flow model steps: one torch thread of its own."""
         if self._decoder is None:
-            import torch
-
-            own = torch.get_num_threads()
             self._decoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"tts-decoder-{self.language}")
-            # `torch.set_num_threads` sets the calling thread's count and the one threads take at
-            # their first operation: set it to one there, then back here.
-            self._decoder.submit(torch.set_num_threads, 1).result()
-            torch.set_num_threads(own)
+            self._decoder.submit(set_own_threads, 1).result()
         return self._decoder
+
+    def _threads_for(self, pipelined: bool) -> None:
+        """One torch thread for the flow model while the decoder thread has the other core (an
+        operation's helper waiting for a busy core costs more than it gives); all of them for a batch."""
+        import torch
+
+        if self._own_threads is None:
+            self._own_threads = torch.get_num_threads()
+        want = 1 if pipelined else self._own_threads
+        if torch.get_num_threads() != want:
+            set_own_threads(want)
 
     def _take_due(self) -> list:
         """The frames due for decoding, grouped by how many each row has waiting, taken off the rows.
@@ -519,6 +543,7 @@ class PocketEngine(Engine):
             for piece in pieces:
                 piece.undecoded, piece.heard = [], []
                 piece.decoded += count
+                piece.decoding = True
             taken.append((entries, pieces, latents, heard))
         return taken
 
@@ -529,10 +554,26 @@ class PocketEngine(Engine):
         with torch.no_grad():
             return [(entries, self._decode_rows(pieces, latents), heard) for entries, pieces, latents, heard in taken]
 
+    def _decoded_in_flight(self) -> None:
+        """Wait for the decoder thread's chunk and keep it for the next step (before slots are freed)."""
+        if self._decoding is not None:
+            decoding, self._decoding = self._decoding, None
+            try:
+                result = decoding.result()
+            except Exception:
+                result = []
+            done = concurrent.futures.Future()
+            done.set_result(result)
+            self._decoding = done
+
     def _push_decoded(self, decoded: list, outputs: dict) -> None:
         """Each row's audio, and the words its frames closed, into its output."""
         for entries, pcms, heard in decoded:
             for entry, pcm, attention in zip(entries, pcms, heard):
+                if entry.piece is not None:
+                    entry.piece.decoding = False
+                if entry not in self._active:
+                    continue  # it left while its frames were decoded
                 output = output_for(outputs, entry.job)
                 output.audio = np.clip(pcm, -1.0, 1.0)
                 entry.samples += len(pcm)
@@ -551,16 +592,15 @@ class PocketEngine(Engine):
         """A piece that has ended gives its open and unreached words their times."""
         for entry in self._active:
             piece = entry.piece
-            if piece is not None and piece.ended and not piece.undecoded and piece.words is not None \
-                    and not piece.words.finished:
+            if piece is not None and self._spoken(piece) and piece.words is not None and not piece.words.finished:
                 output_for(outputs, entry.job).words += piece.words.finish(entry.samples / self.sample_rate)
 
     # -- one frame per step, every request a row of one batch ------------------------------
     def _ready(self, entry: _Active) -> bool:
         """Give `entry` a piece with frames left, prompting the next one; False when none is left."""
         if entry.piece is not None and entry.piece.ended:
-            if entry.piece.undecoded:
-                return False  # its last frames are decoded this step, before the next piece starts
+            if entry.piece.undecoded or entry.piece.decoding:
+                return False  # its last frames are being decoded: the next piece starts after
             entry.piece = None  # its last frames were decoded last step
         if entry.piece is None:
             if not entry.sentences:
