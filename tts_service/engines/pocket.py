@@ -468,7 +468,8 @@ class PocketEngine(Engine):
                 latents, eos = self._flow_frames([entry.piece for entry in rows])
                 for index, entry in enumerate(rows):
                     self._after_flow(entry.piece, latents[index:index + 1], bool(eos[index]))
-            if not pipelined:
+            if not pipelined or self._decoding is None and self._first_frame_due():
+                # A batch decodes here; so does a row's first frame, heard at once rather than a step later.
                 self._push_decoded(self._decode_taken(self._take_due()), outputs)
             self._finish_words(outputs)
             for entry in list(self._active):
@@ -482,6 +483,10 @@ class PocketEngine(Engine):
     def _spoken(piece: _Piece | None) -> bool:
         """No piece, or one that ended and whose every frame is audio that was handed out."""
         return piece is None or piece.ended and not piece.undecoded and not piece.decoding
+
+    def _first_frame_due(self) -> bool:
+        return any(entry.piece is not None and entry.piece.undecoded and not entry.piece.decoded
+                   for entry in self._active)
 
     def _any_due(self) -> bool:
         return any(entry.piece is not None and entry.piece.due for entry in self._active)
