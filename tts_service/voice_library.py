@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .config import Settings
 from .logs import log_safe
-from .threads import release_helpers
+from .threads import release_helpers, set_own_threads
 from .voice_sample import PreparedSample, SampleError, prepared_from_upload
 
 logger = logging.getLogger(__name__)
@@ -102,10 +102,9 @@ def _sync_dir(path: Path) -> None:
 
 
 def _encoding_thread_setup(threads: int) -> None:
-    """A lower priority for the encoding thread; the workers' are left as they are.
-
-    Its OpenMP thread count is left alone: setting it from this thread (`omp_set_num_threads`)
-    was seen to leave the synthesis workers with one thread each, a third of their speed."""
+    """The encoding thread's own torch threads and a lower priority; the workers' are left as they are
+    (`set_own_threads` changes this thread's count only)."""
+    set_own_threads(threads)
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOW_PRIORITY)
     except (OSError, AttributeError):
