@@ -18,6 +18,19 @@ LONG = " ".join(["Hola, soy Capibara con voz natural de Kyutai y hablo despacio.
 FRAME = 1920  # samples per 80 ms frame at 24 kHz
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Every test here compares audio up to float rounding: one torch thread throughout, whatever
+    earlier tests set (a row alone on two threads or more is pipelined with one thread per half,
+    and a matrix product split across another number of threads rounds differently)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def engine(tiny_env):
     """The Spanish tiny model (int8, as on a CPU) with sampling made deterministic (temperature 0)."""
