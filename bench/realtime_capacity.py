@@ -13,6 +13,11 @@ made per wall second, median and worst first audio, and the pre-buffer the worst
 that its playback never runs dry after its first byte (0.3 s or less counts as real time).
 Margin 0 admits every request into the batch at once; 1.25 admits one only while every row stays
 1.25 times faster than real time, and the others wait in arrival order.
+
+Beside them, the limit this CPU sets: the arithmetic of decoding one second of audio with Mimi
+(counted by torch's FLOP counter), this machine's float32 matrix-product rate, and Mimi's decoder
+timed on its own with 8 rows; from them, the most audio seconds per wall second the decoder alone
+could make with the flow model costing nothing.
 """
 
 from __future__ import annotations
@@ -90,6 +95,49 @@ def crowd(url: str, body, header: int, n: int, offset: int, health: str | None =
             max(r["prebuffer"] for r in runs), sum(r["audio"] for r in runs) / n, rows.summary())
 
 
+def decoder_limit(config, rows: int = 8, frames: int = 4) -> dict:
+    """What Mimi's decoder alone allows on this CPU, with every core: its GFLOP per audio second,
+    the machine's float32 matmul GFLOPS, the decoder's own GFLOPS with `rows` rows, and the audio
+    seconds per wall second each rate would give with the flow model free."""
+    import torch
+    from pocket_tts import TTSModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sys.path.insert(0, str(ROOT))
+    from tts_service.engines import pocket_internals as internals
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    model = TTSModel.load_model(config=str(config), quantize=True)
+    streaming = internals.streaming_modules(model)
+    steps = frames * internals.steps_per_latent(model.mimi)
+    states = [streaming.mimi_rows.place(streaming.mimi_fresh, 100 * steps) for _ in range(rows)]
+    latents = torch.randn(rows, frames, model.flow_lm.ldim)
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as counter:
+            internals.decode_rows(model, streaming, latents, states)
+        per_audio_second = counter.get_total_flops() / (rows * frames) * model.mimi.frame_rate
+        decode = best_time(lambda: internals.decode_rows(model, streaming, latents, states))
+        a, b = torch.randn(2048, 512), torch.randn(512, 2048)
+        matmul = best_time(lambda: a @ b)
+    matmul_rate = 2 * 2048 * 512 * 2048 / matmul
+    decoder_rate = counter.get_total_flops() / decode
+    return {"gflop_per_audio_second": per_audio_second / 1e9, "matmul_gflops": matmul_rate / 1e9,
+            "decoder_gflops": decoder_rate / 1e9, "at_matmul_rate": matmul_rate / per_audio_second,
+            "at_decoder_rate": decoder_rate / per_audio_second}
+
+
+def best_time(run, repeat: int = 5, number: int = 5) -> float:
+    """The fastest of `repeat` means over `number` calls, after one call to warm up."""
+    run()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            run()
+        best = min(best, (time.perf_counter() - start) / number)
+    return best
+
+
 def served(command: list[str], env: dict, health: str, run) -> list:
     port = free_port()
     process = subprocess.Popen([part.replace("{port}", str(port)) for part in command],
@@ -116,6 +164,7 @@ def main() -> None:
     counts = [int(n) for n in args.clients.split(",")]
     config, voice = build(MODELS)
     print(f"model: {config} (full size, random weights); {len(os.sched_getaffinity(0))} CPU cores", flush=True)
+    limit = decoder_limit(config)
     tables: dict[str, list] = {}
 
     def ours(base: str) -> list:
@@ -154,6 +203,11 @@ def main() -> None:
         for n, rate, median_first, worst_first, worst, per_stream, held in rows:
             print(f"| {name} | {n} | {rate:.2f} | {median_first:.2f} s | {worst_first:.2f} s | {worst:.2f} s | "
                   f"{'yes' if worst <= REAL_TIME_PREBUFFER else 'no'} | {per_stream:.1f} s | {held} |")
+    print(f"\nThe limit on this CPU: decoding one audio second with Mimi is {limit['gflop_per_audio_second']:.2f} "
+          f"GFLOP; float32 matrix products run at {limit['matmul_gflops']:.0f} GFLOPS and Mimi's decoder with "
+          f"8 rows at {limit['decoder_gflops']:.0f}. With the flow model free, the decoder alone could make at most "
+          f"{limit['at_matmul_rate']:.1f} audio s per wall s at the matmul rate, {limit['at_decoder_rate']:.1f} "
+          f"at its own.")
     for name, rows in tables.items():
         if not name.startswith("this service"):
             continue
