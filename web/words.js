@@ -12,6 +12,8 @@
     words = [];
     box.replaceChildren();
     box.removeAttribute('data-word-times');
+    delete box.dataset.heard;
+    delete box.dataset.known;
   }
 
   function add(detail) {
@@ -32,6 +34,9 @@
     if (now != null) {
       for (var i = 0; i < words.length && words[i].start <= now; i++) current = i;
     }
+    // Where playback was when the words were last lit, and how many were known: what chose them.
+    box.dataset.heard = now == null ? '' : String(now);
+    box.dataset.known = String(words.length);
     words.forEach(function (word, index) {
       word.element.classList.toggle('heard', index < current);
       word.element.classList.toggle('current', index === current);

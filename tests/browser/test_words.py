@@ -17,13 +17,16 @@ TEXT = "Hola, soy Capibara6 con voz natural de Kyutai."
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 
-# Every 40 ms until the page says it is done: the audio clock, and which word is lit.
+# Every 40 ms until the page says it is done: the audio clock, which word is lit, and the clock
+# reading and word count the page lit it by (it lights once per animation frame).
 SAMPLE = """() => new Promise((resolve) => {
   const samples = [];
   const tick = () => {
     const words = [...document.querySelectorAll('#words .word')];
+    const box = document.getElementById('words');
     samples.push({ heard: KyutaiTTS.heard(), current: words.findIndex((w) => w.classList.contains('current')),
-                   count: words.length });
+                   litAt: box.dataset.heard ? Number(box.dataset.heard) : null,
+                   known: Number(box.dataset.known || 0) });
     if (document.getElementById('message').textContent.startsWith('Listo')) resolve(samples);
     else setTimeout(tick, 40);
   };
@@ -72,14 +75,18 @@ def test_the_lit_word_follows_playback(page, streamed):
     assert words and {w["word_times"] for w in words} == {"aligned"}
     assert page.get_attribute("#words", "data-word-times") == "aligned"
     assert [w["word"] for w in words] == TEXT.split()[:len(words)]
-    lit = [s for s in samples if s["heard"] is not None and s["current"] >= 0]
+    lit = [s for s in samples if s["heard"] is not None and s["current"] >= 0 and s["litAt"] is not None]
     assert len(lit) > 10, samples
     indices = [s["current"] for s in lit]
     assert indices == sorted(indices), "the highlight went back"
     assert len(set(indices)) >= 2, "the highlight never moved on"
-    # Sampled a moment apart from the page's own frame: 0.1 s either way.
     for sample in lit:
-        index, heard = sample["current"], sample["heard"]
-        assert words[index]["start"] <= heard + 0.1, (sample, words[index])
-        if index + 1 < len(words) and sample["count"] == len(words):
-            assert words[index + 1]["start"] > heard - 0.1, (sample, words[index + 1])
+        # The lit word is the last one started by the clock reading the page lit by...
+        index, at = sample["current"], sample["litAt"]
+        assert words[index]["start"] <= at, (sample, words[index])
+        if index + 1 < sample["known"]:
+            assert words[index + 1]["start"] > at, (sample, words[index + 1])
+        # ...and that reading is playback's own clock: never ahead of it, and close behind (median).
+        assert -0.01 <= sample["heard"] - at, sample
+    lags = sorted(sample["heard"] - sample["litAt"] for sample in lit)
+    assert lags[len(lags) // 2] <= 0.1, f"the highlight trails playback by {lags[len(lags) // 2]:.2f} s (median)"
