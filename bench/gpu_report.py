@@ -14,6 +14,10 @@
    pre-buffer the worst stream needs so that playback never runs dry after its first byte. A
    stream is real time when that pre-buffer is at most 0.3 s; the capacity is the largest N whose
    every stream is.
+3. **Pocket TTS at full size on this machine's CPU** (where it always runs): the same crowds on
+   the Spanish model through `/tts/stream` at the default `TTS_REALTIME_MARGIN`, answers cut at
+   `--seconds`, for N in `--pocket-clients`: audio seconds per wall second, first audio, the worst
+   pre-buffer and the rows the engine held (bench/realtime_capacity.py's measurement).
 
 Prints one table per part and a line of figures to copy into docs/benchmarks.md.
 """
@@ -175,14 +179,38 @@ def dsm_capacity(models: Path, device: str, counts: list[int], seconds: float, f
         stop_server(app, server)
 
 
+def pocket_capacity(counts: list[int], seconds: float) -> None:
+    import os
+
+    from pocket_peers import MODELS
+    from pocket_peers import build as build_pocket
+    from realtime_capacity import REAL_TIME_PREBUFFER, crowds, served, service_env
+
+    config, voice = build_pocket(MODELS)
+    env = {**service_env(config, voice, 1.25, max(counts)), "TTS_MAX_AUDIO_SECONDS": str(seconds)}
+    print(f"\nfull-size Spanish Pocket TTS on this machine's CPU ({len(os.sched_getaffinity(0))} cores), "
+          f"answers cut at {seconds:g} s")
+    rows = served([sys.executable, str(ROOT / "tts_server.py")], env, "/health", lambda base: crowds(base, counts))
+    print("\n| clients | audio s per wall s | median first audio | worst first audio | worst pre-buffer | "
+          "real time | rows held (mean / most) |")
+    print("|---:|---:|---:|---:|---:|---|---:|")
+    for n, rate, median_first, worst_first, worst, _, held in rows:
+        print(f"| {n} | {rate:.1f} | {median_first:.2f} s | {worst_first:.2f} s | {worst:.2f} s | "
+              f"{'yes' if worst <= REAL_TIME_PREBUFFER else 'no'} | {held} |")
+    together = [n for n, _, _, worst_first, worst, _, _ in rows if worst_first <= 1.0 and worst <= REAL_TIME_PREBUFFER]
+    print(f"\nPocket TTS streams that start together (first audio within 1 s) and stay real time: "
+          f"{max(together, default=0)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--models", type=Path, default=None, help="where to build the models (default: a temp dir)")
     parser.add_argument("--clients", default="1,8,16,32")
     parser.add_argument("--seconds", type=float, default=10.0, help="audio per stream in the capacity runs")
+    parser.add_argument("--pocket-clients", default="1,8,16", help="part 3; empty to leave it out")
     parser.add_argument("--tiny-only", action="store_true", help="only part 1")
-    parser.add_argument("--capacity-only", action="store_true", help="only part 2")
+    parser.add_argument("--capacity-only", action="store_true", help="only parts 2 and 3")
     parser.add_argument("--tiny-capacity", action="store_true", help="part 2 on the tiny DSM (a dry run)")
     args = parser.parse_args()
     if args.device.startswith("cuda"):
@@ -199,6 +227,8 @@ def main() -> None:
     if not args.tiny_only:
         dsm_capacity(models, args.device, [int(n) for n in args.clients.split(",")], args.seconds,
                      full=not args.tiny_capacity)
+        if args.pocket_clients:
+            pocket_capacity([int(n) for n in args.pocket_clients.split(",")], args.seconds)
     print(f"\ntotal {time.perf_counter() - began:.0f} s")
     sys.exit(0 if ok else 1)
 

@@ -95,6 +95,23 @@ def crowd(url: str, body, header: int, n: int, offset: int, health: str | None =
             max(r["prebuffer"] for r in runs), sum(r["audio"] for r in runs) / n, rows.summary())
 
 
+def service_env(config, voice, margin: float, most: int) -> dict[str, str]:
+    """This service on the full-size Spanish Pocket TTS, room for `most` streams, audio cache off."""
+    return {"HOST": "127.0.0.1", "TTS_DEVICE": "cpu", "TTS_POCKET_CONFIG": str(config),
+            "TTS_POCKET_LANGUAGES": "es", "TTS_ROUTES": "es=pocket", "TTS_DEFAULT_LANGUAGE": "es",
+            "TTS_VOICE_DIR": str(voice.parent), "TTS_POCKET_VOICE": voice.stem, "TTS_CACHE_BYTES": "0",
+            "TTS_RATE_LIMIT": "", "TTS_LOG_FILE": "", "TTS_LOG_LEVEL": "warning",
+            "TTS_REALTIME_MARGIN": str(margin), "TTS_MAX_BATCH_SIZE": str(most),
+            "TTS_MAX_QUEUE": str(4 * most), "TTS_REQUEST_TIMEOUT": "900"}
+
+
+def crowds(base: str, counts: list[int]) -> list:
+    """Each count's crowd in turn on this service's `/tts/stream`, after one short answer."""
+    stream = lambda text: {"json": {"text": text, "language": "es", "format": "pcm"}}  # noqa: E731
+    listen(f"{base}/tts/stream", "Un momento.", stream, 0)  # the first steps' cost, before the crowd
+    return [crowd(f"{base}/tts/stream", stream, 0, n, 100 * index, base) for index, n in enumerate(counts)]
+
+
 def decoder_limit(config, rows: int = 8, frames: int = 4) -> dict:
     """What Mimi's decoder alone allows on this CPU, with every core: its GFLOP per audio second,
     the machine's float32 matmul GFLOPS, the decoder's own GFLOPS with `rows` rows, and the audio
@@ -168,17 +185,10 @@ def main() -> None:
     tables: dict[str, list] = {}
 
     def ours(base: str) -> list:
-        stream = lambda text: {"json": {"text": text, "language": "es", "format": "pcm"}}  # noqa: E731
-        listen(f"{base}/tts/stream", "Un momento.", stream, 0)  # the first steps' cost, before the crowd
-        return [crowd(f"{base}/tts/stream", stream, 0, n, 100 * index, base) for index, n in enumerate(counts)]
+        return crowds(base, counts)
 
     for margin in [float(m) for m in args.margins.split(",")]:
-        env = {"HOST": "127.0.0.1", "TTS_DEVICE": "cpu", "TTS_POCKET_CONFIG": str(config),
-               "TTS_POCKET_LANGUAGES": "es", "TTS_ROUTES": "es=pocket", "TTS_DEFAULT_LANGUAGE": "es",
-               "TTS_VOICE_DIR": str(voice.parent), "TTS_POCKET_VOICE": voice.stem, "TTS_CACHE_BYTES": "0",
-               "TTS_RATE_LIMIT": "", "TTS_LOG_FILE": "", "TTS_LOG_LEVEL": "warning",
-               "TTS_REALTIME_MARGIN": str(margin), "TTS_MAX_BATCH_SIZE": str(max(counts)),
-               "TTS_MAX_QUEUE": str(4 * max(counts)), "TTS_REQUEST_TIMEOUT": "900",
+        env = {**service_env(config, voice, margin, max(counts)),
                **dict(setting.split("=", 1) for setting in args.env)}
         name = f"this service, TTS_REALTIME_MARGIN={margin:g}"
         tables[name] = served([sys.executable, str(ROOT / "tts_server.py")], env, "/health", ours)
