@@ -9,6 +9,7 @@ from flask import Flask
 from . import openapi, security
 from .config import Settings
 from .errors import register_error_handlers
+from .heap import cap_arenas
 from .service import Service, get_service
 
 __all__ = ["create_app", "get_service", "Service"]
@@ -16,6 +17,7 @@ __all__ = ["create_app", "get_service", "Service"]
 
 def create_app(settings: Settings | None = None, *, service: Service | None = None, **overrides: Any) -> Flask:
     """Build the Flask app around a service; nothing starts here (see `Service.start`)."""
+    cap_arenas()  # before the service's threads allocate: see heap.py
     settings = service.settings if service is not None else settings or Settings.from_env(**overrides)
     service = service or Service(settings)
     app = Flask(__name__)

@@ -23,7 +23,8 @@ import numpy as np
 
 from .engines.base import Engine, EngineError, SlotOutput, SynthesisRequest, WordTiming
 from .realtime import StepCost, headroom, room_for_one_more, rows_in_real_time
-from .threads import release_helpers, return_free_heap
+from .heap import return_free_heap
+from .threads import release_helpers
 
 logger = logging.getLogger(__name__)
 

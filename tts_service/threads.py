@@ -95,25 +95,3 @@ def release_helpers() -> None:
     pause = _pause_resources()
     if pause is not None:
         pause(_SOFT_PAUSE)
-
-
-_trimmed_at = [0.0]
-_TRIM_EVERY = 30.0
-
-
-def return_free_heap() -> None:
-    """Hand the C heap's free pages back to the system, at most every 30 s (glibc's `malloc_trim`).
-
-    Requests of every size come and go; glibc keeps what they freed for the next ones, which over
-    an hour of mixed traffic held about 170 MB more than the service used. A worker that has just
-    gone idle calls this; elsewhere than glibc it does nothing."""
-    import time
-
-    now = time.monotonic()
-    if now - _trimmed_at[0] < _TRIM_EVERY:
-        return
-    _trimmed_at[0] = now
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass

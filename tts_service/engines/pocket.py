@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Settings
+from ..heap import return_freed_memory
 from ..hub import ModelDownloadError, download
 from ..text import split_sentences
 from ..threads import set_own_threads
@@ -51,23 +52,6 @@ VOICE_FILES = (".wav", ".mp3", ".flac", ".ogg")
 STATE_FILES = (".safetensors",)
 # Most frames the Mimi decoder turns into audio at once for one request (320 ms).
 DECODE_CHUNK_FRAMES = 4
-
-
-def _return_freed_memory() -> None:
-    """Hand the heap freed while loading back to the system (glibc keeps it otherwise).
-
-    Loading reads the float32 weights and then quantizes them: without this, about 200 MB per
-    model stays resident although nothing uses it.
-    """
-    import ctypes
-    import ctypes.util
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to do
 
 
 def cpu_has_native_bfloat16() -> bool:
@@ -278,7 +262,7 @@ class PocketEngine(Engine):
         # Mimi's weights) is never used again until the model is loaded anew.
         if not self.clones_voices:
             internals.drop_voice_encoder(self._model)
-        _return_freed_memory()
+        return_freed_memory()
 
     def _heads(self) -> tuple:
         """The heads that time the words: TTS_POCKET_WORD_HEADS, else those known for these weights."""
@@ -318,7 +302,7 @@ class PocketEngine(Engine):
             self._model = None
             self._voice_states.clear()
         gc.collect()
-        _return_freed_memory()
+        return_freed_memory()
 
     # -- voices made while the service runs (voice_library.py) ------------------------------
     @property
