@@ -3,8 +3,8 @@
 glibc gives threads their own heap arenas, up to eight per core. The service's threads (HTTP
 requests, the workers, a row alone's decoder, Wyoming, voice encoding) each free memory that
 another allocated, and every arena keeps its own free pages for later: over the same mixed
-traffic (bench/soak.py, 4 clients, 2 cores) the process held about 1.55 GB with glibc's default
-and about 1.24 GB with two arenas, flat, at the same request rate. So the service caps them at two
+traffic (bench/soak.py, 4 clients, 2 cores) the process held about 1.6 GB with glibc's default
+and about 1.22 GB with two arenas, flat, at the same request rate. So the service caps them at two
 unless `MALLOC_ARENA_MAX` is set, which glibc reads itself.
 """
 

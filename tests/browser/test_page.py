@@ -241,12 +241,21 @@ def test_speech_blocked_by_the_autoplay_policy_plays_at_the_first_click(browser,
         "--disable-sync", "--no-first-run", "--autoplay-policy=document-user-activation-required"])
     try:
         page = strict.new_page()
-        # Called from a timer, not from Playwright (whose evaluate() counts as a user gesture).
+        # Called from a timer, not from Playwright, and read from the console until the click:
+        # Playwright's evaluate() and wait_for_function() count as user gestures, and one arriving
+        # before the client's check would let the sound start unblocked.
+        events: list[str] = []
+        page.on("console", lambda message: events.append(message.text[len("tts-event "):])
+                if message.text.startswith("tts-event ") else None)
         page.add_init_script(INSTRUMENT + """
           window.__events = [];
           document.addEventListener('DOMContentLoaded', () => setTimeout(() => {
             for (const type of ['blocked', 'start', 'end', 'error', 'fallback'])
-              KyutaiTTS.on(type, (e) => window.__events.push(type === 'error' ? e.detail.message : type));
+              KyutaiTTS.on(type, (e) => {
+                const event = type === 'error' ? e.detail.message : type;
+                window.__events.push(event);
+                console.log('tts-event ' + event);
+              });
             KyutaiTTS.speak('Hello there.', {language: 'en', timeout: 5000, stream: %s})
               .then((r) => { window.__result = r; });
           }, 50));
@@ -254,9 +263,12 @@ def test_speech_blocked_by_the_autoplay_policy_plays_at_the_first_click(browser,
         path = "/tts/stream" if stream else "/tts"
         with page.expect_response(lambda r: r.url.endswith(path) and r.request.method == "POST", timeout=60000):
             page.goto(f"{service[0]}/web/")
-        page.wait_for_function("() => window.__events.length > 0", timeout=20000)
+        for _ in range(200):
+            if events:
+                break
+            page.wait_for_timeout(100)
         page.wait_for_timeout(5500)
-        assert page.evaluate("window.__events") == ["blocked"], "sound must wait for the user"
+        assert events == ["blocked"], "sound must wait for the user"
         page.mouse.click(5, 5)
         page.wait_for_function("() => window.__result !== undefined", timeout=30000)
         assert page.evaluate("window.__events") == ["blocked", "start", "end"]
