@@ -184,7 +184,7 @@ def pocket_capacity(counts: list[int], seconds: float) -> None:
 
     from pocket_peers import MODELS
     from pocket_peers import build as build_pocket
-    from realtime_capacity import REAL_TIME_PREBUFFER, crowds, served, service_env
+    from realtime_capacity import REAL_TIME_PREBUFFER, TOGETHER_FIRST_AUDIO, crowds, served, service_env
 
     config, voice = build_pocket(MODELS)
     env = {**service_env(config, voice, 1.25, max(counts)), "TTS_MAX_AUDIO_SECONDS": str(seconds)}
@@ -197,8 +197,9 @@ def pocket_capacity(counts: list[int], seconds: float) -> None:
     for n, rate, median_first, worst_first, worst, _, held in rows:
         print(f"| {n} | {rate:.1f} | {median_first:.2f} s | {worst_first:.2f} s | {worst:.2f} s | "
               f"{'yes' if worst <= REAL_TIME_PREBUFFER else 'no'} | {held} |")
-    together = [n for n, _, _, worst_first, worst, _, _ in rows if worst_first <= 1.0 and worst <= REAL_TIME_PREBUFFER]
-    print(f"\nPocket TTS streams that start together (first audio within 1 s) and stay real time: "
+    together = [n for n, _, _, worst_first, worst, _, _ in rows
+                if worst_first <= TOGETHER_FIRST_AUDIO and worst <= REAL_TIME_PREBUFFER]
+    print(f"\nPocket TTS streams that start together (first audio within {TOGETHER_FIRST_AUDIO:g} s) and stay real time: "
           f"{max(together, default=0)}")
 
 

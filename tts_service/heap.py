@@ -44,9 +44,7 @@ def return_freed_memory() -> None:
     """Hand freed heap pages back to the system now, e.g. after a model's float32 weights were
     quantized (about 200 MB a model otherwise stays resident, unused)."""
     gc.collect()
-    libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)
+    _trim()
 
 
 def return_free_heap() -> None:
@@ -58,6 +56,10 @@ def return_free_heap() -> None:
     if now - _trimmed_at[0] < _TRIM_EVERY:
         return
     _trimmed_at[0] = now
+    _trim()
+
+
+def _trim() -> None:
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)

@@ -293,16 +293,13 @@ class PocketEngine(Engine):
 
     def unload(self) -> None:
         """Give the model's memory back (an unused language); the next request loads it again."""
-        import gc
-
         with self._load_lock:
             if self._active or self.state != "ready":
                 return
             self.state = "idle"
             self._model = None
             self._voice_states.clear()
-        gc.collect()
-        return_freed_memory()
+        return_freed_memory()  # collects first
 
     # -- voices made while the service runs (voice_library.py) ------------------------------
     @property
