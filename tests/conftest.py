@@ -101,6 +101,16 @@ def make_app(tiny_env) -> Iterator[Callable[..., object]]:
         app.extensions["tts_service"].stop(timeout=30)
 
 
+def wait_until(check, timeout: float, step: float = 0.02) -> bool:
+    """Whether `check()` came true within `timeout` seconds, asked every `step`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(step)
+    return check()
+
+
 @contextlib.contextmanager
 def running_app(env: dict[str, str], **overrides):
     """A started app, ready to serve, stopped when the block ends."""

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import decode_wav, rms, running_app
+from conftest import decode_wav, rms, running_app, wait_until
 from tts_service.config import Settings
 
 
@@ -67,9 +66,7 @@ def test_only_the_preloaded_languages_load_at_start_and_others_on_first_request(
         assert client.get("/health").get_json()["loaded"] == ["es", "it"]
 
         # Unused for longer than TTS_POCKET_IDLE_UNLOAD, Italian gives its memory back; Spanish stays.
-        deadline = time.monotonic() + 10
-        while client.get("/health").get_json()["loaded"] != ["es"] and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: client.get("/health").get_json()["loaded"] == ["es"], timeout=10, step=0.1)
         health = client.get("/health")
         assert health.status_code == 200 and health.get_json()["loaded"] == ["es"]
         assert app.extensions["tts_service"].router.route("it").engine._model is None
@@ -140,9 +137,7 @@ def test_a_thread_done_with_torch_gives_its_helper_threads_back():
         release_helpers()
         # Released helpers end on their own a moment after they are woken; a thread's own end
         # would also end them, so this thread looks while it is still alive.
-        deadline = time.monotonic() + 5
-        while seen["helpers"] & os_threads() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: not seen["helpers"] & os_threads(), timeout=5, step=0.01)
         seen["kept"] = seen["helpers"] & os_threads()
 
     try:
@@ -168,7 +163,4 @@ def test_no_thread_keeps_torch_helpers_once_a_request_is_answered(tiny_env):
         assert rms(decode_wav(response.get_json()["audioContent"])[0]) > 1e-3
         # Every language's worker thread was there before; the helpers of this thread and of the
         # Italian worker, made for the load and the synthesis, are gone once the worker idles.
-        deadline = time.monotonic() + 5
-        while os_threads() - before and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not os_threads() - before
+        assert wait_until(lambda: not os_threads() - before, timeout=5, step=0.05)

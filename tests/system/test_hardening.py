@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from conftest import ROOT, decode_wav, dsm_only, rms, running_app, serve, start_gunicorn
+from conftest import ROOT, decode_wav, dsm_only, rms, running_app, serve, start_gunicorn, wait_until
 
 KEY = "k3y-for-hardening-tests"
 HELLO = {"text": "Hello there.", "language": "en"}
@@ -54,15 +54,6 @@ def ws_status(url: str, headers: dict) -> int:
         return 101
     except InvalidStatus as exc:
         return exc.response.status_code
-
-
-def wait_until(check, timeout: float, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(step)
-    return check()
 
 
 def assert_speaks(base: str) -> None:
