@@ -121,19 +121,19 @@ def decoder_limit(config, rows: int = 8, frames: int = 4) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     sys.path.insert(0, str(ROOT))
-    from tts_service.engines import pocket_internals as internals
+    from tts_service.engines.pocket import frames as frame_loop
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     model = TTSModel.load_model(config=str(config), quantize=True)
-    streaming = internals.streaming_modules(model)
-    steps = frames * internals.steps_per_latent(model.mimi)
+    streaming = frame_loop.streaming_modules(model)
+    steps = frames * frame_loop.steps_per_latent(model.mimi)
     states = [streaming.mimi_rows.place(streaming.mimi_fresh, 100 * steps) for _ in range(rows)]
     latents = torch.randn(rows, frames, model.flow_lm.ldim)
     with torch.no_grad():
         with FlopCounterMode(display=False) as counter:
-            internals.decode_rows(model, streaming, latents, states)
+            frame_loop.decode_rows(model, streaming, latents, states)
         per_audio_second = counter.get_total_flops() / (rows * frames) * model.mimi.frame_rate
-        decode = best_time(lambda: internals.decode_rows(model, streaming, latents, states))
+        decode = best_time(lambda: frame_loop.decode_rows(model, streaming, latents, states))
         a, b = torch.randn(2048, 512), torch.randn(512, 2048)
         matmul = best_time(lambda: a @ b)
     matmul_rate = 2 * 2048 * 512 * 2048 / matmul

@@ -130,7 +130,7 @@ def main() -> None:
     import torch
 
     from pocket_parity import load_engine
-    from tts_service.engines import pocket_internals as internals
+    from tts_service.engines.pocket import frames, internals
 
     config, voice = build(MODELS)
     env = {"TTS_DEVICE": "cpu", "TTS_POCKET_CONFIG": str(config), "TTS_POCKET_LANGUAGES": "es",
@@ -140,10 +140,10 @@ def main() -> None:
     torch.set_num_threads(len(os.sched_getaffinity(0)))  # pocket-tts sets one when it is imported
     internals.set_temperature(engine._model, 0.7)  # sampling as served
     timers = Timers()
-    timers.wrap(internals, "flow_step", "flow")
-    timers.wrap(internals, "decode_rows", "decode")
-    timers.wrap(internals.RowCaches, "attend", "attention")
-    timers.wrap(internals, "_attend", "attention")
+    timers.wrap(frames, "flow_step", "flow")
+    timers.wrap(frames, "decode_rows", "decode")
+    timers.wrap(frames.RowCaches, "attend", "attention")
+    timers.wrap(frames, "_attend", "attention")
     print(f"model: {config} (full size, random weights); {len(os.sched_getaffinity(0))} CPU cores, "
           f"{torch.get_num_threads()} torch threads; decoder in {engine.decoder_precision}", flush=True)
 

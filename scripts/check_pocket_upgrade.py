@@ -167,7 +167,7 @@ def inside(result_file: Path) -> int:
     import logging
 
     logging.basicConfig(level=logging.ERROR)
-    from tts_service.engines import pocket_internals
+    from tts_service.engines.pocket import internals as pocket_internals
 
     found: dict = {"version": pocket_internals.installed_version(), "listed": len(pocket_internals.INTERNALS)}
     try:

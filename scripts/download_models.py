@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tts_service.config import ConfigError, Settings  # noqa: E402
-from tts_service.hub import ModelDownloadError, download, looks_like_path  # noqa: E402
+from tts_service.engines.hub import ModelDownloadError, download, looks_like_path  # noqa: E402
 from tts_service.routing import Router  # noqa: E402
 
 

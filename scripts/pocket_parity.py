@@ -21,7 +21,7 @@ BATCH_TOLERANCE = {"off": 1e-6, "on": 2e-4}
 def load_engine(env: dict[str, str], language: str = "es", quantize: str = "on", precision: str = "float32"):
     """A loaded Pocket engine on the model `env` names, sampling without noise."""
     from tts_service.config import Settings
-    from tts_service.engines import pocket_internals
+    from tts_service.engines.pocket import internals as pocket_internals
     from tts_service.engines.pocket import PocketEngine
 
     engine = PocketEngine(Settings.from_env({**env, "TTS_POCKET_QUANTIZE": quantize,
@@ -57,7 +57,7 @@ def package_audio(engine, text: str) -> np.ndarray:
     Its decoder thread decodes however many frames are queued at once, so the sample values
     depend on thread timing; one frame per call is the package's own deterministic setting.
     """
-    from tts_service.engines import pocket_internals
+    from tts_service.engines.pocket import internals as pocket_internals
 
     model = engine._model
     _, default = engine.voices(engine.language)

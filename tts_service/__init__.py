@@ -6,9 +6,10 @@ from typing import Any
 
 from flask import Flask
 
-from . import openapi, security
+from .routes import openapi
+from .routes import security
 from .config import Settings
-from .errors import register_error_handlers
+from .routes.errors import register_error_handlers
 from .heap import cap_arenas
 from .service import Service, get_service
 

@@ -105,7 +105,7 @@ def _routes(value: str) -> dict[str, str]:
 
 def _word_heads(value: str) -> dict:
     """TTS_POCKET_WORD_HEADS: `3:9 4:2` for every Pocket model, `es=3:9 4:2;de=off` per language."""
-    from .engines.pocket_alignment import parse_heads
+    from .engines.pocket.alignment import parse_heads
 
     heads: dict = {}
     for part in value.split(";"):

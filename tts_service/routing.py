@@ -88,9 +88,9 @@ class Router:
 
     def _build(self, kind: str, language: str) -> Engine:
         if kind == "dsm":
-            from .engines.dsm import DsmEngine
+            from .engines.dsm.engine import DsmEngine
             return DsmEngine(self.settings)
-        from .engines.pocket import PocketEngine
+        from .engines.pocket.engine import PocketEngine
         return PocketEngine(self.settings, language)
 
     def start(self) -> None:

@@ -10,12 +10,12 @@ import logging
 
 from flask import current_app
 
-from .cache import AudioCache
+from .audio.cache import AudioCache
 from .config import Settings
 from .metrics import Metrics
 from .routing import Router
 from .speech.slots import SessionSlots
-from .voice_library import VoiceLibrary
+from .voices.library import VoiceLibrary
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Service:
         self.voice_library.open()  # before the models load: they read their voices from it
         self.router.start()
         if self.settings.resolved_wyoming_uri():
-            from .wyoming_server import WyomingServer
+            from .routes.wyoming_server import WyomingServer
 
             server = WyomingServer(self)
             try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tts_service.cache import AudioCache, CachedAudio
+from tts_service.audio.cache import AudioCache, CachedAudio
 
 
 def test_repeated_request_is_served_from_memory(make_app):

@@ -110,10 +110,10 @@ def test_a_custom_voice_speaks_on_pocket_and_is_refused_on_dsm_everywhere(both_e
 
 
 def test_the_tables_here_are_the_services_own():
-    from tts_service.errors import HTTP_STATUS
+    from tts_service.routes.errors import HTTP_STATUS
     from tts_service.routes.websocket import CLOSE_CODES
     from tts_service.speech.refusals import KINDS
-    from tts_service.wyoming import ERROR_CODES
+    from tts_service.routes.wyoming import ERROR_CODES
 
     assert set(KINDS) == set(HTTP) and HTTP_STATUS == HTTP and CLOSE_CODES == CLOSE and ERROR_CODES == WYOMING
 

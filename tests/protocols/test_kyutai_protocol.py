@@ -394,13 +394,13 @@ def test_openai_speech_and_the_json_socket_pause_on_pocket(cpu_server):
     ("no tags", [("no tags", 0.0)]),
 ])
 def test_pause_tags_split_text_capped_and_malformed_ones_dropped(text, parts):
-    from tts_service.pauses import split_breaks
+    from tts_service.text.pauses import split_breaks
 
     assert [(" ".join(words.split()), pause) for words, pause in split_breaks(text)] == parts
 
 
 def test_text_cleaning_keeps_pause_tags():
-    from tts_service.speech.text import prepare_text
+    from tts_service.text.checks import prepare_text
 
     spoken = prepare_text('**Hola** :) <break time="2s"/> [mundo](http://x.y) <break time="oops"/> fin', "es", True)
     assert '<break time="2.00s"/>' in spoken and "oops" not in spoken and "**" not in spoken
@@ -412,7 +412,7 @@ def test_text_cleaning_keeps_pause_tags():
     ('hi <break time="1s"/>', -1), ("3 < 5 apples", -1), ("a <b> c", -1), ("x <" + "y" * 80, -1),
 ])
 def test_streamed_text_holds_back_only_a_pause_tag_still_arriving(text, held):
-    from tts_service.pauses import unfinished_tag
+    from tts_service.text.pauses import unfinished_tag
 
     assert unfinished_tag(text) == held
 

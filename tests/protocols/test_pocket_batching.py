@@ -52,7 +52,7 @@ def scheduler(engine):
 
 
 def test_the_frame_loop_drives_the_installed_package(engine):
-    from tts_service.engines.pocket_internals import frame_loop_problem
+    from tts_service.engines.pocket.internals import frame_loop_problem
 
     assert frame_loop_problem(engine._model) is None
     assert engine._frame_loop
@@ -196,7 +196,7 @@ def test_cancelled_request_stops_within_a_frame_and_others_go_on(engine, schedul
 def test_other_package_internals_are_refused(engine, monkeypatch):
     import importlib.metadata
 
-    from tts_service.engines import pocket_internals
+    from tts_service.engines.pocket import internals as pocket_internals
 
     assert "lacks" in pocket_internals.frame_loop_problem(object())
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "9.9.9")
@@ -219,11 +219,11 @@ def test_without_the_frame_loop_requests_take_turns_a_sentence_at_a_time(engine,
 
 def test_rows_attend_in_one_call_once_their_prompts_have_run(engine, scheduler, monkeypatch):
     """Per-row attention only where a row adds positions of its own (its text prompt)."""
-    from tts_service.engines import pocket_internals
+    from tts_service.engines.pocket import frames
 
     calls = []
-    alone = pocket_internals._attend
-    monkeypatch.setattr(pocket_internals, "_attend", lambda *args: calls.append(1) or alone(*args))
+    alone = frames._attend
+    monkeypatch.setattr(frames, "_attend", lambda *args: calls.append(1) or alone(*args))
     steps_before = scheduler.stats.steps
     jobs = [scheduler.submit(SynthesisRequest(LONG, "es", max_audio_seconds=2.0)) for _ in range(4)]
     for job in jobs:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tts_service.text import group_sentences, speakable, split_sentences
+from tts_service.text.markdown import group_sentences, speakable, split_sentences
 
 SPANISH_ANSWER = """## Cómo preparar café ☕
 

@@ -24,7 +24,7 @@ from wyoming.event import Event
 from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
 
-from tts_service.speech.text import complete_sentences
+from tts_service.text.checks import complete_sentences
 
 HOLA = "Hola, soy Capibara6 con voz natural de Kyutai."
 HELLO = "Hello, I am a natural voice."

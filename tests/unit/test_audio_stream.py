@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import decode_audio, rms
-from tts_service import audio
-from tts_service.audio_stream import STREAM_FORMATS, StreamEncoder, check_output
+from tts_service.audio import encoding as audio
+from tts_service.audio.stream import STREAM_FORMATS, StreamEncoder, check_output
 from tts_service.speech.refusals import Refusal
 
 RATE = 24000

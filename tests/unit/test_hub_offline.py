@@ -20,7 +20,7 @@ import requests
 from huggingface_hub import errors
 
 from conftest import ROOT, free_port
-from tts_service.hub import ModelDownloadError, download
+from tts_service.engines.hub import ModelDownloadError, download
 
 # Both engines, each with its own download path (Pocket TTS's package, DSM's checkpoint info).
 BOTH = {"TTS_ROUTES": "es=pocket,en=dsm", "TTS_POCKET_LANGUAGES": "es", "TTS_DEFAULT_LANGUAGE": "es",

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from conftest import ROOT
 
-from tts_service import text as text_module
-from tts_service.text import WORDS, group_sentences, speakable, split_sentences
+from tts_service.text import markdown as text_module
+from tts_service.text.markdown import WORDS, group_sentences, speakable, split_sentences
 
 BENCH = ROOT / "bench" / "text_cleaning.py"
 _spec = importlib.util.spec_from_file_location("text_cleaning_bench", BENCH)

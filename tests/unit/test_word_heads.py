@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tts_service.config import Settings
-from tts_service.engines import pocket_alignment as alignment
+from tts_service.engines.pocket import alignment
 
 SPANISH = "hf://kyutai/pocket-tts/languages/spanish/model.safetensors@3e82814a68665eec246ff649b14c71331f955c06"
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from ..errors import ApiError
+from .errors import ApiError
 from ..service import get_service
-from ..voice_library import VoiceError
+from ..voices.library import VoiceError
 
 bp = Blueprint("custom_voices", __name__)
 

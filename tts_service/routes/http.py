@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 
 from flask import request
 
-from ..errors import ApiError, bad_request, request_id
+from .errors import ApiError, bad_request, request_id
 from ..speech import refusals
 from ..speech.events import Audio, Done, Error, EventQueue, Word
 from ..speech.refusals import Refusal

@@ -29,8 +29,8 @@ import msgpack
 import numpy as np
 from flask import Blueprint, jsonify, request
 
-from ..audio_stream import StreamEncoder
-from ..errors import ApiError, bad_request
+from ..audio.stream import StreamEncoder
+from .errors import ApiError, bad_request
 from ..service import get_service
 from ..speech.events import Audio, Done, Error, Word
 from ..speech.refusals import Refusal

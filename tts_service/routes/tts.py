@@ -6,11 +6,12 @@ import base64
 
 from flask import Blueprint, jsonify, request
 
-from .. import audio, subtitles
-from ..audio_stream import check_output
-from ..disconnect import watch_client
-from ..errors import bad_request, request_id
-from ..security import public_model_id
+from ..audio import encoding as audio
+from ..audio import subtitles
+from ..audio.stream import check_output
+from .disconnect import watch_client
+from .errors import bad_request, request_id
+from .security import public_model_id
 from ..service import get_service
 from ..speech.request import SpeechRequest
 from ..speech.whole import render

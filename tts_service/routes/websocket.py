@@ -23,7 +23,7 @@ from typing import Callable
 from flask import Blueprint, Response, request
 from simple_websocket import ConnectionClosed, Server
 
-from ..security import _presented_key, key_is_valid
+from .security import _presented_key, key_is_valid
 from ..service import get_service
 from ..speech import refusals
 from ..speech.refusals import Refusal

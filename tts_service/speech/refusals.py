@@ -52,9 +52,9 @@ def as_refusal(error: BaseException, request_id: str | None = None) -> Refusal:
 
     An unexpected failure is logged here with its traceback and told as `internal`."""
     from ..engines.base import NothingToSayError, RequestError, UnknownVoiceError
-    from ..hub import ModelDownloadError
+    from ..engines.hub import ModelDownloadError
     from ..scheduler import EngineUnavailableError, JobCancelled, QueueFullError
-    from ..security import redact_paths
+    from ..routes.security import redact_paths
 
     if isinstance(error, Refusal):
         return error

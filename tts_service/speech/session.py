@@ -44,15 +44,15 @@ from typing import Callable
 import numpy as np
 
 from ..engines.base import NothingToSayError, SynthesisRequest, UnknownVoiceError
-from ..hub import ModelDownloadError
-from ..pauses import MAX_BREAK_SECONDS, split_breaks, unfinished_tag
+from ..engines.hub import ModelDownloadError
+from ..text.pauses import MAX_BREAK_SECONDS, split_breaks, unfinished_tag
 from ..routing import Route
 from ..scheduler import Job
-from ..text import group_sentences, split_sentences
+from ..text.markdown import group_sentences, split_sentences
 from .events import Audio, Done, Error, Event, Word
 from .request import SpeechRequest
 from .refusals import BAD_REQUEST, BUSY, TOO_LARGE, Refusal, as_refusal, nothing_to_say
-from .text import check_length, check_text, complete_sentences, check_whole_text, has_speech, prepare_text, speech_parts
+from ..text.checks import check_length, check_text, complete_sentences, check_whole_text, has_speech, prepare_text, speech_parts
 from .voices import FALLBACK, Resolved, resolve
 
 logger = logging.getLogger(__name__)

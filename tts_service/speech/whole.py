@@ -7,13 +7,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .. import audio
-from ..cache import AudioCache, CachedAudio
+from ..audio import encoding as audio
+from ..audio.cache import AudioCache, CachedAudio
 from .events import Audio, Done, Error, EventQueue, Word
 from .refusals import TIMED_OUT, Refusal
 from .request import SpeechRequest
 from .session import Session
-from .text import check_text, check_whole_text
+from ..text.checks import check_text, check_whole_text
 from .voices import resolve
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import audio
-from .speech.refusals import BAD_REQUEST, Refusal
+from . import encoding as audio
+from ..speech.refusals import BAD_REQUEST, Refusal
 
 STREAM_FORMATS = ("wav", "pcm", "ulaw", "alaw", "mp3", "opus", "aac", "flac")
 # FFmpeg's (muxer, encoder, bit rate) per compressed format: speech needs little.

@@ -1,4 +1,4 @@
-"""pocket_internals: its list of pocket-tts internals resolves, is exact, and is the only way in."""
+"""engines/pocket/internals.py: its list of pocket-tts internals resolves, is exact, and is the only way in."""
 
 from __future__ import annotations
 
@@ -10,9 +10,14 @@ import pytest
 import torch
 
 from conftest import ROOT
-from tts_service.engines import pocket_internals as internals
+from tts_service.engines.pocket import internals
 
 ENGINES = ROOT / "tts_service" / "engines"
+POCKET = ENGINES / "pocket"
+# The modules that may reach past the public API, each through a listed name: the list and its check,
+# and the frame loop.
+REACHING_IN = ("internals.py", "frames.py")
+ENGINE_MODULES = sorted({*ENGINES.glob("*.py"), *ENGINES.glob("*/*.py")} - {POCKET / name for name in REACHING_IN})
 LISTED = {**internals.INTERNALS, **dict.fromkeys(internals.PUBLIC, "public")}
 
 # pocket-tts quantizes through torch.ao, which torch has deprecated (the engine filters it too).
@@ -111,12 +116,20 @@ def _typed_names(function, imports: dict[str, str]) -> dict[str, str]:
 
 
 def _internals_reach_ins() -> tuple[set[str], list[str]]:
-    """(listed names pocket_internals uses, what it uses without a listed name) from its source."""
-    tree = _parse(ENGINES / "pocket_internals.py")
-    imports = _pocket_imports(tree)
+    """(listed names the reaching-in modules use, what they use without a listed name) from their source."""
     owners = _owners()
     members = {internals._parse(name)[2] or name.rsplit(".", 1)[-1] for name in internals.INTERNALS}
-    used, unlisted = set(imports.values()), [f"import {name}" for name in imports.values() if name not in LISTED]
+    used, unlisted = set(), []
+    for module in REACHING_IN:
+        tree = _parse(POCKET / module)
+        imports = _pocket_imports(tree)
+        used |= set(imports.values())
+        unlisted += [f"{module}: import {name}" for name in imports.values() if name not in LISTED]
+        _reach_ins(module, tree, imports, owners, members, used, unlisted)
+    return used, unlisted
+
+
+def _reach_ins(module, tree, imports, owners, members, used, unlisted) -> None:
     for function in ast.walk(tree):
         if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
@@ -124,7 +137,7 @@ def _internals_reach_ins() -> tuple[set[str], list[str]]:
         for node in ast.walk(function):
             if not isinstance(node, ast.Attribute):
                 continue
-            where = f"{function.name}, line {node.lineno}: .{node.attr}"
+            where = f"{module}: {function.name}, line {node.lineno}: .{node.attr}"
             base = node.value
             if isinstance(base, ast.Name) and base.id in typed:
                 entry = _entry(typed[base.id], node.attr, owners)
@@ -138,7 +151,6 @@ def _internals_reach_ins() -> tuple[set[str], list[str]]:
                 unlisted.append(f"{where} on an object not annotated with its class")
             elif node.attr in members and not hasattr(torch.Tensor, node.attr):
                 unlisted.append(f"{where} looks like a listed member: annotate what it is read on")
-    return used, unlisted
 
 
 def test_every_reach_in_of_pocket_internals_is_listed():
@@ -153,14 +165,14 @@ def test_every_listed_name_is_used():
     assert set(internals.INTERNALS) - layouts - used == set()
 
 
-@pytest.mark.parametrize("path", sorted(p.name for p in ENGINES.glob("*.py") if p.name != "pocket_internals.py"))
+@pytest.mark.parametrize("path", ENGINE_MODULES, ids=lambda path: str(path.relative_to(ENGINES)))
 def test_other_engine_modules_use_only_public_pocket_tts_names(path):
-    tree = _parse(ENGINES / path)
+    tree = _parse(path)
     imports = _pocket_imports(tree)
     assert set(imports.values()) <= set(internals.PUBLIC), imports
     public_members = {name.rpartition(".")[2] for name in internals.PUBLIC if name.startswith("pocket_tts:TTSModel.")}
     # A module that uses pocket-tts holds its model in `self._model` (other engines hold their own).
-    holds_pocket_model = bool(imports) or "pocket_internals" in (ENGINES / path).read_text(encoding="utf-8")
+    holds_pocket_model = bool(imports) or "internals" in path.read_text(encoding="utf-8")
     reach_ins = []
     for function in ast.walk(tree):
         if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -177,7 +189,7 @@ def test_other_engine_modules_use_only_public_pocket_tts_names(path):
             on_class = isinstance(node.value, ast.Name) and node.value.id in imports
             if (on_model or on_class) and node.attr not in public_members:
                 reach_ins.append(f"{function.name}, line {node.lineno}: {base}.{node.attr}")
-    assert not reach_ins, "go through pocket_internals:\n" + "\n".join(reach_ins)
+    assert not reach_ins, "go through engines/pocket/internals.py:\n" + "\n".join(reach_ins)
 
 
 # -- (c) what a missing or changed name looks like -------------------------------------------

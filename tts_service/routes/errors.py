@@ -8,8 +8,8 @@ import uuid
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .speech import refusals
-from .speech.refusals import Refusal
+from ..speech import refusals
+from ..speech.refusals import Refusal
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import threading
 
 from wyoming.server import AsyncServer, AsyncTcpServer
 
-from .config import ConfigError
+from ..config import ConfigError
 from .wyoming import WyomingHandler
 
 logger = logging.getLogger(__name__)

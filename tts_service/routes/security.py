@@ -25,9 +25,9 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .config import Settings
+from ..config import Settings
 from .errors import ApiError, request_id
-from .logs import log_safe
+from ..logs import log_safe
 
 access_log = logging.getLogger("tts_service.access")
 

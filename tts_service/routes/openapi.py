@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from .audio import SAMPLE_RATES
+from ..audio.encoding import SAMPLE_RATES
 from .security import may_see_details
 
 bp = Blueprint("openapi", __name__)
@@ -64,9 +64,9 @@ def _common_voices(router) -> list[str]:
 
 
 def build_spec(app) -> dict:
-    from .routes.openai import OPENAI_MODELS, OPENAI_VOICES, RESPONSE_FORMATS
-    from .audio_stream import STREAM_FORMATS
-    from .routes.tts import TTS_FORMATS
+    from .openai import OPENAI_MODELS, OPENAI_VOICES, RESPONSE_FORMATS
+    from ..audio.stream import STREAM_FORMATS
+    from .tts import TTS_FORMATS
 
     service = app.extensions["tts_service"]
     settings, router = service.settings, service.router

@@ -34,14 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Settings
-from ..heap import return_freed_memory
+from ...config import Settings
+from ...heap import return_freed_memory
 from ..hub import ModelDownloadError, download
-from ..text import split_sentences
-from ..threads import set_own_threads
-from . import pocket_alignment as alignment
-from . import pocket_internals as internals
-from .base import (Capabilities, Engine, NothingToSayError, SlotOutput, SynthesisRequest, UnknownVoiceError,
+from ...text.markdown import split_sentences
+from ...threads import set_own_threads
+from . import alignment, frames, internals
+from ..base import (Capabilities, Engine, NothingToSayError, SlotOutput, SynthesisRequest, UnknownVoiceError,
                    is_speaker_embedding, output_for)
 
 logger = logging.getLogger(__name__)
@@ -138,7 +137,7 @@ class PocketEngine(Engine):
                              f"it speaks {', '.join(sorted(PACKAGE_LANGUAGES))}")
         self._model = None
         self._frame_loop = False
-        self._streaming: internals.StreamingModules | None = None  # listed at load, for the frame loop
+        self._streaming: frames.StreamingModules | None = None  # listed at load, for the frame loop
         self._voice_states: dict[str, object] = {}
         self._broken_voices: set[str] = set()
         self._active: collections.deque[_Active] = collections.deque()
@@ -238,9 +237,9 @@ class PocketEngine(Engine):
         problem = internals.frame_loop_problem(self._model)
         self._frame_loop = problem is None
         if self._frame_loop:
-            self._streaming = internals.streaming_modules(self._model)
+            self._streaming = frames.streaming_modules(self._model)
             if self.decoder_precision == "bfloat16":
-                internals.set_decoder_dtype(self._model, "bfloat16")
+                frames.set_decoder_dtype(self._model, "bfloat16")
         if problem:
             logger.warning("Pocket TTS %s: %s; generating a sentence per step instead of a frame",
                            self.language, problem)
@@ -414,7 +413,7 @@ class PocketEngine(Engine):
             self._decoder.shutdown(wait=False)
             self._decoder = None
         if self._streaming is not None:
-            internals.keep_rows(self._streaming, [entry.piece for entry in self._active if entry.piece is not None])
+            frames.keep_rows(self._streaming, [entry.piece for entry in self._active if entry.piece is not None])
 
     def active_jobs(self) -> list:
         return [entry.job for entry in self._active]
@@ -599,7 +598,7 @@ class PocketEngine(Engine):
     def _start_piece(self, job, piece: PocketPiece) -> _Piece:
         """A fresh copy of the voice state, sized as `_generate` sizes it; its tokens run at its first step."""
         voice = self._voice_states[str(job.request.prepared.voice_source)]
-        start = internals.start_piece(self._model, self._streaming, voice, piece.tokens)
+        start = frames.start_piece(self._model, self._streaming, voice, piece.tokens)
         words = None
         if piece.units is not None and self._word_heads:
             words = alignment.PieceWords(piece.units, 0.0, self.frame_seconds)
@@ -610,7 +609,7 @@ class PocketEngine(Engine):
         """Keep the frame to be spoken, or end the piece (the package's end-of-speech and length rules)."""
         step = piece.frame
         piece.frame += 1
-        if is_eos and piece.eos_frame is None and step >= internals.min_frames_before_eos(self._model):
+        if is_eos and piece.eos_frame is None and step >= frames.min_frames_before_eos(self._model):
             piece.eos_frame = step
         if piece.eos_frame is not None and step >= piece.eos_frame + piece.frames_after_eos:
             piece.ended = True
@@ -638,7 +637,7 @@ class PocketEngine(Engine):
             heard = alignment.TextAttention(self._word_heads, [
                 (piece.text_at, piece.text_at + piece.words.units.shares.shape[0]) if piece.words else None
                 for piece in pieces])
-        result = internals.flow_step(self._model, self._streaming, [piece.latent for piece in pieces], prompts,
+        result = frames.flow_step(self._model, self._streaming, [piece.latent for piece in pieces], prompts,
                                      [piece.flow_state for piece in pieces], heard)
         for index, piece in enumerate(pieces):
             piece.attention = heard.sums[index] if heard is not None else None
@@ -648,7 +647,7 @@ class PocketEngine(Engine):
         """PCM for each piece's frames ([rows, frames, dim]), decoded in one batch."""
         import torch
 
-        rows = internals.decode_rows(self._model, self._streaming, latents, [piece.mimi_state for piece in pieces])
+        rows = frames.decode_rows(self._model, self._streaming, latents, [piece.mimi_state for piece in pieces])
         pcm = []
         for piece, row in zip(pieces, rows):
             if not piece.faded:

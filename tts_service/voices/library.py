@@ -33,10 +33,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Settings
-from .logs import log_safe
-from .threads import release_helpers, set_own_threads
-from .voice_sample import PreparedSample, SampleError, prepared_from_upload
+from ..config import Settings
+from ..logs import log_safe
+from ..threads import release_helpers, set_own_threads
+from .recordings import PreparedSample, SampleError, prepared_from_upload
 
 logger = logging.getLogger(__name__)
 

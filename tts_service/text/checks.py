@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from ..pauses import clean_keeping_breaks, split_breaks
-from ..text import speakable, split_sentences
-from .refusals import BAD_REQUEST, TOO_LARGE, Refusal, nothing_to_say
+from .pauses import clean_keeping_breaks, split_breaks
+from .markdown import speakable, split_sentences
+from ..speech.refusals import BAD_REQUEST, TOO_LARGE, Refusal, nothing_to_say
 
 _PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
 

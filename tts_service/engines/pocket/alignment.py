@@ -2,7 +2,7 @@
 
 A few attention heads of the flow model follow the text as the audio is generated: per 80 ms frame,
 the attention of those heads (from the frame's query, over the text's keys in the KV cache) says
-which word is being spoken. The batched step (`pocket_internals.flow_step`) hands each row's
+which word is being spoken. The batched step (`frames.flow_step`) hands each row's
 attention over its text tokens here, summed over the chosen heads; each token's share goes to
 the words its characters belong to, and a word opens when the attention moves on to it while the
 frame is voiced, and closes when the next word takes over or when a silent frame finds the
@@ -232,7 +232,7 @@ class PieceWords:
 
 @dataclass
 class TextAttention:
-    """What `pocket_internals.flow_step` reads for one step: the heads per layer, each row's text.
+    """What `frames.flow_step` reads for one step: the heads per layer, each row's text.
 
     `spans[i]` is row i's text positions in its KV cache (start, end), or None; after the step,
     `sums[i]` holds row i's attention over those positions from its last query (its frame),

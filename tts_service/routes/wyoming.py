@@ -34,14 +34,14 @@ from wyoming.info import Attribution, Describe, Info, TtsProgram, TtsVoice
 from wyoming.server import AsyncEventHandler
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
 
-from . import audio
-from .routing import Router, normalize_language
+from ..audio import encoding as audio
+from ..routing import Router, normalize_language
 from .security import public_model_id
-from .speech import refusals
-from .speech.events import Audio, Done, Error as ErrorEvent
-from .speech.refusals import Refusal
-from .speech.request import SpeechRequest
-from .speech.session import Session
+from ..speech import refusals
+from ..speech.events import Audio, Done, Error as ErrorEvent
+from ..speech.refusals import Refusal
+from ..speech.request import SpeechRequest
+from ..speech.session import Session
 
 logger = logging.getLogger(__name__)
 

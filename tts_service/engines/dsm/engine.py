@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Settings
+from ...config import Settings
 from ..hub import ModelDownloadError, download, dsm_checkpoint_info, looks_like_path, repo_files
-from ..pauses import normalize_breaks
-from .base import (Capabilities, Engine, NothingToSayError, RequestError, SlotOutput, SynthesisRequest,
+from ...text.pauses import normalize_breaks
+from ..base import (Capabilities, Engine, NothingToSayError, RequestError, SlotOutput, SynthesisRequest,
                    UnknownVoiceError, is_speaker_embedding)
 
 logger = logging.getLogger(__name__)
