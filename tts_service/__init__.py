@@ -6,11 +6,12 @@ from typing import Any
 
 from flask import Flask
 
-from .routes import openapi
-from .routes import security
 from .config import Settings
-from .routes.errors import register_error_handlers
 from .heap import cap_arenas
+from .routes import (custom_voices, health, kyutai, openai as openai_routes, openapi, security, stream, tts, voices,
+                     web, websocket, ws_json)
+from .routes.errors import register_error_handlers
+from .routes.wyoming_server import WyomingServer
 from .service import Service, get_service
 
 __all__ = ["create_app", "get_service", "Service"]
@@ -29,10 +30,11 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     service.metrics.install(app)
 
     # kyutai and ws_json add their routes to the shared WebSocket blueprint (one key check, one budget).
-    from .routes import (custom_voices, health, kyutai, openai as openai_routes, stream, tts, voices, web,  # noqa: F401
-                         websocket, ws_json)
+    assert kyutai.bp is ws_json.bp is websocket.bp
     for blueprint in (health.bp, web.bp, openai_routes.bp, voices.bp, custom_voices.bp, tts.bp, stream.bp, openapi.bp,
                       websocket.bp):
         app.register_blueprint(blueprint)
     security.install(app, settings, service.metrics)  # after the blueprints: it budgets them by name
+    if settings.resolved_wyoming_uri() and not any(isinstance(door, WyomingServer) for door in service.doors):
+        service.doors.append(WyomingServer(service))
     return app

@@ -103,10 +103,19 @@ def _routes(value: str) -> dict[str, str]:
     return routes
 
 
+def parse_heads(value: str) -> tuple[tuple[int, int], ...]:
+    """"3:9 4:2" as ((3, 9), (4, 2)); ValueError for anything else."""
+    heads = []
+    for part in value.replace(",", " ").split():
+        layer, sep, head = part.partition(":")
+        if not sep or not layer.isdigit() or not head.isdigit():
+            raise ValueError(f"{part!r} is not a layer:head pair such as 3:9")
+        heads.append((int(layer), int(head)))
+    return tuple(dict.fromkeys(heads))
+
+
 def _word_heads(value: str) -> dict:
     """TTS_POCKET_WORD_HEADS: `3:9 4:2` for every Pocket model, `es=3:9 4:2;de=off` per language."""
-    from .engines.pocket.alignment import parse_heads
-
     heads: dict = {}
     for part in value.split(";"):
         part = part.strip()

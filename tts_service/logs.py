@@ -1,5 +1,6 @@
-"""Logging for the service processes: stdout and a rotating file, level from the settings.
+"""Logging for the service processes, and what log lines and open answers may contain.
 
+Stdout and a rotating file, level from the settings.
 One record is one line: control characters in a message (a request path with %0A, an escape
 sequence) are written escaped, and the lines of a traceback follow indented, so that nothing a
 client sends can start a line that passes for a record of its own.
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import re
 import sys
+from pathlib import Path
 
 from .config import Settings
 
@@ -62,3 +65,24 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(settings.log_level.upper())
     # The access log line replaces werkzeug's own.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+# -- what open answers and log lines may contain -----------------------------------------------
+_LOCAL_PATH = re.compile(r"(?<![\w.:/~-])~?/(?:[^\s'\"()\[\],;/]+/)+[^\s'\"()\[\],;/]*")
+
+
+def redact_paths(text: str) -> str:
+    """Local paths in a message (e.g. a model that failed to load) shortened to their last part."""
+    def last_part(match: re.Match) -> str:
+        parts = [p for p in match.group().split("/") if p and p != "~"]
+        return parts[-1] if parts else match.group()
+    return _LOCAL_PATH.sub(last_part, text)
+
+
+def public_model_id(model_id: str | None) -> str | None:
+    """A Hugging Face repo id as it is; a local directory or file by its last path component."""
+    if not model_id:
+        return model_id
+    if "://" not in model_id and (model_id.startswith(("/", "~", ".")) or os.path.exists(model_id)):
+        return Path(model_id).expanduser().name or model_id
+    return model_id

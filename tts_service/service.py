@@ -30,35 +30,30 @@ class Service:
         self.cache = AudioCache(settings.cache_bytes) if settings.cache_bytes else None
         self.slots = SessionSlots(settings.session_slot_share)
         self.voice_library = VoiceLibrary(settings, self.router)
-        self.wyoming = None
+        self.doors: list = []  # servers beside the HTTP app (Wyoming), started and stopped with the workers
         self.started = False
 
     def start(self) -> "Service":
-        """Start the workers (loading models when preloading) and the Wyoming server when one is set.
+        """Start the workers (loading models when preloading), then the other doors.
 
-        A Wyoming port that cannot be listened on is a ConfigError, after the workers stopped again."""
+        A door that cannot listen (its port taken) raises a ConfigError, after the workers stopped again."""
         if self.started:
             return self
         self.started = True
         self.voice_library.open()  # before the models load: they read their voices from it
         self.router.start()
-        if self.settings.resolved_wyoming_uri():
-            from .routes.wyoming_server import WyomingServer
-
-            server = WyomingServer(self)
+        for door in self.doors:
             try:
-                server.start()
+                door.start()
             except BaseException:
-                self.router.stop(timeout=30)
+                self.stop(timeout=30)
                 raise
-            self.wyoming = server
         return self
 
     def stop(self, timeout: float | None = None) -> None:
         """Close the other doors first, then let the workers finish what they accepted."""
-        if self.wyoming is not None:
-            self.wyoming.stop(timeout=10.0 if timeout is None else min(timeout, 10.0))
-            self.wyoming = None
+        for door in reversed(self.doors):
+            door.stop(timeout=10.0 if timeout is None else min(timeout, 10.0))
         self.router.stop(timeout)
         self.voice_library.close()
 

@@ -103,7 +103,7 @@ def test_retry_after_never_tells_a_client_to_retry_at_once(tiny_env, said, sent)
     ("and/or 1/2 of it", None),
 ])
 def test_local_paths_are_shortened_in_open_messages(message, shown):
-    from tts_service.routes.security import redact_paths
+    from tts_service.logs import redact_paths
 
     assert redact_paths(message) == (message if shown is None else shown)
 
@@ -117,7 +117,7 @@ def test_local_paths_are_shortened_in_open_messages(message, shown):
     ("kyutai/pocket-tts (spanish)", "kyutai/pocket-tts (spanish)"),
 ])
 def test_model_ids_hide_local_folders(model_id, shown):
-    from tts_service.routes.security import public_model_id
+    from tts_service.logs import public_model_id
 
     assert public_model_id(model_id) == shown
 

@@ -112,7 +112,8 @@ def test_a_stream_goes_before_a_whole_text_that_came_first():
 
 def test_a_request_whose_wait_would_pass_the_timeout_is_told_busy_at_once():
     from tts_service.scheduler import QueueFullError
-    from tts_service.speech.refusals import BUSY, as_refusal
+    from tts_service.speech.failures import as_refusal
+    from tts_service.speech.refusals import BUSY
 
     # 4 ms a row, a 20 ms frame: four rows run together, 16 ms a step; a job of 40 frames holds its
     # row for about 0.64 s, so a request a dozen places behind the first four would end past 2 s.

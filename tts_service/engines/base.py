@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..speech.refusals import NOTHING_SPEAKABLE, unknown_voice_message
+
 import numpy as np
 
 logger = logging.getLogger(__name__)
@@ -35,8 +37,7 @@ class RequestError(ValueError):
 class NothingToSayError(RequestError):
     """Nothing speakable is left once the engine's own text rules are applied."""
 
-    def __init__(self, message: str = "The text has nothing speakable left once punctuation, symbols and "
-                                      "markup are removed; send words to speak."):
+    def __init__(self, message: str = NOTHING_SPEAKABLE):
         super().__init__(message)
 
 
@@ -44,7 +45,7 @@ class UnknownVoiceError(RequestError):
     """The request names a voice this engine does not have."""
 
     def __init__(self, voice: str, valid: list[str]):
-        super().__init__(f"Unknown voice {voice!r}. Valid voices: {', '.join(valid) or 'none'}.")
+        super().__init__(unknown_voice_message(voice, valid))
         self.voice = voice
         self.valid = valid
 

@@ -12,14 +12,8 @@ from flask import Blueprint, jsonify, request
 
 from .errors import ApiError
 from ..service import get_service
-from ..voices.library import VoiceError
 
 bp = Blueprint("custom_voices", __name__)
-
-
-def _error(exc: VoiceError) -> ApiError:
-    headers = {"Retry-After": "10"} if exc.status == 503 else None
-    return ApiError(exc.status, exc.message, headers=headers, param=exc.param, code=exc.code)
 
 
 @bp.post("/v1/audio/voices")
@@ -44,10 +38,7 @@ def create():
     data = upload.read(limit + 1)
     if len(data) > limit:
         raise ApiError(413, f"The upload is larger than {limit} bytes.", param="audio_sample", code="file_too_large")
-    try:
-        voice = library.create(name, data, request.form.get("consent"))
-    except VoiceError as exc:
-        raise _error(exc) from None
+    voice = library.create(name, data, request.form.get("consent"))  # a refusal is answered by the error handler
     return jsonify(voice.public())
 
 

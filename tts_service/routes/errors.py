@@ -27,6 +27,7 @@ class ApiError(Exception):
 
 # A refusal's kind as an HTTP status; 503 and 500 tell the browser client to use its fallback voice.
 HTTP_STATUS = {refusals.BAD_REQUEST: 400, refusals.TOO_LARGE: 413, refusals.UNKNOWN_VOICE: 400,
+               refusals.FORBIDDEN: 403, refusals.CONFLICT: 409,
                refusals.NOTHING_TO_SAY: 400, refusals.BUSY: 503, refusals.UNAVAILABLE: 503,
                refusals.TIMED_OUT: 503, refusals.INTERNAL: 500}
 

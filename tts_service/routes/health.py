@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from .security import may_see_details, public_model_id, redact_paths
+from ..logs import public_model_id, redact_paths
+from .security import may_see_details
 from ..service import get_service
 
 bp = Blueprint("health", __name__)

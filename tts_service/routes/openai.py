@@ -23,7 +23,7 @@ from ..audio import encoding as audio
 from ..audio.stream import StreamEncoder, check_output
 from .disconnect import watch_client
 from .errors import ApiError, request_id
-from .security import public_model_id
+from ..logs import public_model_id
 from ..service import get_service
 from ..speech import refusals
 from ..speech.refusals import Refusal

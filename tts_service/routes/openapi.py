@@ -5,6 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from ..audio.encoding import SAMPLE_RATES
+from ..audio.stream import STREAM_FORMATS
+from .openai import OPENAI_MODELS, OPENAI_VOICES, RESPONSE_FORMATS
+from .tts import TTS_FORMATS
 from .security import may_see_details
 
 bp = Blueprint("openapi", __name__)
@@ -64,10 +67,6 @@ def _common_voices(router) -> list[str]:
 
 
 def build_spec(app) -> dict:
-    from .openai import OPENAI_MODELS, OPENAI_VOICES, RESPONSE_FORMATS
-    from ..audio.stream import STREAM_FORMATS
-    from .tts import TTS_FORMATS
-
     service = app.extensions["tts_service"]
     settings, router = service.settings, service.router
     rules = {rule.rule for rule in app.url_map.iter_rules()}

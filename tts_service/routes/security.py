@@ -86,27 +86,6 @@ def may_see_details() -> bool:
     return not current_app.extensions["tts_service"].settings.api_key or bool(g.get("key_ok"))
 
 
-# -- what open answers and log lines may contain -----------------------------------------------
-_LOCAL_PATH = re.compile(r"(?<![\w.:/~-])~?/(?:[^\s'\"()\[\],;/]+/)+[^\s'\"()\[\],;/]*")
-
-
-def redact_paths(text: str) -> str:
-    """Local paths in a message (e.g. a model that failed to load) shortened to their last part."""
-    def last_part(match: re.Match) -> str:
-        parts = [p for p in match.group().split("/") if p and p != "~"]
-        return parts[-1] if parts else match.group()
-    return _LOCAL_PATH.sub(last_part, text)
-
-
-def public_model_id(model_id: str | None) -> str | None:
-    """A Hugging Face repo id as it is; a local directory or file by its last path component."""
-    if not model_id:
-        return model_id
-    if "://" not in model_id and (model_id.startswith(("/", "~", ".")) or os.path.exists(model_id)):
-        return Path(model_id).expanduser().name or model_id
-    return model_id
-
-
 class AuthThrottle:
     """Wrong API keys per client in a moving window (TTS_AUTH_FAIL_LIMIT)."""
 

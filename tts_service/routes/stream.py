@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from ..audio.stream import STREAM_FORMATS, StreamEncoder
-from .security import public_model_id
+from ..logs import public_model_id
 from ..service import get_service
 from .http import AudioStream, json_body
 from .tts import speech_request

@@ -11,7 +11,7 @@ from ..audio import subtitles
 from ..audio.stream import check_output
 from .disconnect import watch_client
 from .errors import bad_request, request_id
-from .security import public_model_id
+from ..logs import public_model_id
 from ..service import get_service
 from ..speech.request import SpeechRequest
 from ..speech.whole import render

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from .security import public_model_id
+from ..logs import public_model_id
 from ..service import get_service
 
 bp = Blueprint("voices", __name__)

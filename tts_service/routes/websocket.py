@@ -36,6 +36,7 @@ bp = Blueprint("websocket", __name__)
 
 # A refusal's kind as the close code that ends the socket.
 CLOSE_CODES = {refusals.BAD_REQUEST: 1008, refusals.UNKNOWN_VOICE: 1008, refusals.NOTHING_TO_SAY: 1008,
+               refusals.FORBIDDEN: 1008, refusals.CONFLICT: 1008,
                refusals.TOO_LARGE: 1009, refusals.BUSY: 1013, refusals.UNAVAILABLE: 1013,
                refusals.TIMED_OUT: 1013, refusals.INTERNAL: 1011}
 

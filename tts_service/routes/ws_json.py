@@ -17,7 +17,7 @@ import json
 from flask import request
 
 from ..audio.stream import STREAM_FORMATS, StreamEncoder, check_output
-from .security import public_model_id
+from ..logs import public_model_id
 from ..service import get_service
 from ..speech.events import Audio, Done, Error, Word
 from ..speech.refusals import Refusal

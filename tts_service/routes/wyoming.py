@@ -36,7 +36,7 @@ from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, Synthesize
 
 from ..audio import encoding as audio
 from ..routing import Router, normalize_language
-from .security import public_model_id
+from ..logs import public_model_id
 from ..speech import refusals
 from ..speech.events import Audio, Done, Error as ErrorEvent
 from ..speech.refusals import Refusal
@@ -50,6 +50,7 @@ PROGRAM_VERSION = "1.0.0"  # the service's API version, as in openapi.py
 # A refusal's kind as the code of Wyoming's `error` event.
 ERROR_CODES = {refusals.BAD_REQUEST: "bad-request", refusals.TOO_LARGE: "too-long",
                refusals.UNKNOWN_VOICE: "unknown-voice", refusals.NOTHING_TO_SAY: "nothing-to-say",
+               refusals.FORBIDDEN: "forbidden", refusals.CONFLICT: "conflict",
                refusals.BUSY: "busy", refusals.UNAVAILABLE: "unavailable", refusals.TIMED_OUT: "timeout",
                refusals.INTERNAL: "internal"}
 
@@ -103,7 +104,7 @@ def error_event(exc: BaseException) -> Error:
         if exc.kind == refusals.UNKNOWN_VOICE and language and valid is not None:
             # Home Assistant knows the voices by their Wyoming names.
             names = ", ".join(voice_id(language, name) for name in valid) or "none"
-            return Error(text=f"{exc.message.split('. Valid voices:')[0]}. Valid voices: {names}.",
+            return Error(text=f"{exc.message.split(refusals.VALID_VOICES)[0]}{refusals.VALID_VOICES}{names}.",
                          code=ERROR_CODES[exc.kind])
         return Error(text=exc.message, code=ERROR_CODES[exc.kind])
     logger.error("wyoming request failed: %s", exc, exc_info=exc)

@@ -51,7 +51,8 @@ from ..scheduler import Job
 from ..text.markdown import group_sentences, split_sentences
 from .events import Audio, Done, Error, Event, Word
 from .request import SpeechRequest
-from .refusals import BAD_REQUEST, BUSY, TOO_LARGE, Refusal, as_refusal, nothing_to_say
+from .failures import as_refusal
+from .refusals import BAD_REQUEST, BUSY, TOO_LARGE, Refusal, nothing_to_say
 from ..text.checks import check_length, check_text, complete_sentences, check_whole_text, has_speech, prepare_text, speech_parts
 from .voices import FALLBACK, Resolved, resolve
 

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 
 from ..routing import Route, Router, UnsupportedLanguageError, normalize_language
-from .refusals import BAD_REQUEST, UNKNOWN_VOICE, Refusal
+from .refusals import BAD_REQUEST, UNKNOWN_VOICE, Refusal, unknown_voice_message
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def resolve(router: Router, language: str | None, voice: str | None, policy: str
     if voice and not route.engine.knows_voice(route.language, voice):
         names, _ = route.engine.voices(route.language)
         if policy != FALLBACK:
-            raise Refusal(UNKNOWN_VOICE, f"Unknown voice {voice!r}. Valid voices: {', '.join(names) or 'none'}.",
+            raise Refusal(UNKNOWN_VOICE, unknown_voice_message(voice, names),
                           valid_voices=names, language=route.language, param="voice")
         logger.warning("voice %r is not available for %s; using the default voice", voice[:100], route.language)
         voice = None

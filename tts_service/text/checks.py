@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from .pauses import clean_keeping_breaks, split_breaks
-from .markdown import speakable, split_sentences
+from .markdown import has_speech, speakable, split_sentences
 from ..speech.refusals import BAD_REQUEST, TOO_LARGE, Refusal, nothing_to_say
 
 _PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
@@ -52,11 +52,6 @@ def prepare_text(text: str, language: str, clean: bool) -> str:
     """What the engine will be asked to say, pause tags kept; empty when nothing speakable is left."""
     text = check_text(text)
     return clean_keeping_breaks(text, lambda part: speakable(part, language)) if clean else text.strip()
-
-
-def has_speech(words: str) -> bool:
-    """Words to say: a letter or a digit. Marks, emoji and symbols alone are never spoken."""
-    return any(char.isalnum() for char in words)
 
 
 def speech_parts(text: str) -> list[tuple[str, float]]:

@@ -287,8 +287,9 @@ def _say(line: str, words: dict) -> str:
     return " ".join("".join(map(_spoken_char, line)).split())
 
 
-def _has_alnum(text: str) -> bool:
-    return any(c.isalnum() for c in text)
+def has_speech(text: str) -> bool:
+    """Words to say: a letter or a digit. Marks, emoji and symbols alone are never spoken."""
+    return any(char.isalnum() for char in text)
 
 
 def _end_line(line: str) -> str:
@@ -304,10 +305,10 @@ def speakable(text: str, language: str = "en") -> str:
     said: list[tuple[str, bool]] = []
     for line, alone in _markdown_lines(_sanitize(text), words):
         if isinstance(line, list):
-            line = ", ".join(cell for cell in (_say(c, words) for c in line) if _has_alnum(cell))
+            line = ", ".join(cell for cell in (_say(c, words) for c in line) if has_speech(cell))
         else:
             line = _say(line, words)
-        if _has_alnum(line):
+        if has_speech(line):
             said.append((line, alone))
     # Every line but the last ends with a stop, so that line breaks are heard as pauses.
     spoken = " ".join(_end_line(line) if alone or i < len(said) - 1 else line
@@ -354,7 +355,7 @@ def split_sentences(text: str) -> list[str]:
     spans: list[list[int]] = []
     start = previous = 0  # marks before the first sentence join it: `start` stays at 0 until then
     for cut in cuts + [len(text)]:
-        if _has_alnum(text[previous:cut]):
+        if has_speech(text[previous:cut]):
             spans.append([start, cut])
             start = cut
         elif spans:

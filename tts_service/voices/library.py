@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Settings
+from ..speech.refusals import BAD_REQUEST, CONFLICT, FORBIDDEN, TIMED_OUT, UNAVAILABLE, Refusal
 from ..logs import log_safe
 from ..threads import release_helpers, set_own_threads
-from .recordings import PreparedSample, SampleError, prepared_from_upload
+from .recordings import PreparedSample, prepared_from_upload
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +48,6 @@ RECORDING = "sample.wav"
 MAX_CONSENT_CHARS = 1000
 LOW_PRIORITY = 10  # the encoding thread's nice value: the workers go first
 REFRESH_EVERY = 2.0  # seconds between two reads of the store for other replicas' voices
-
-
-class VoiceError(Exception):
-    """Why a voice cannot be made or found: an HTTP status, an OpenAI-style code and a safe message."""
-
-    def __init__(self, status: int, message: str, code: str, param: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.code, self.param = status, message, code, param
 
 
 @dataclass
@@ -109,6 +102,32 @@ def _encoding_thread_setup(threads: int) -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOW_PRIORITY)
     except (OSError, AttributeError):
         pass
+
+
+class _Handoff:
+    """Who decides a voice's fate when its making runs late: the waiter giving up or the encoder
+    putting it in place, never both. One lock orders the two, so a voice whose client was told it
+    failed is never left on disk, and one already in place is handed to its client."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.abandoned = False
+        self._committed = False
+
+    def abandon(self) -> bool:
+        """The waiter gives up; False when the voice is already in place (wait for it instead)."""
+        with self._lock:
+            self.abandoned = not self._committed
+            return self.abandoned
+
+    def commit(self, place) -> bool:
+        """The encoder puts the voice in place unless its waiter gave up first."""
+        with self._lock:
+            if self.abandoned:
+                return False
+            place()
+            self._committed = True
+            return True
 
 
 class VoiceLibrary:
@@ -235,44 +254,43 @@ class VoiceLibrary:
 
     # -- making ----------------------------------------------------------------------------
     def create(self, name: str, data: bytes, consent: str | None = None) -> CustomVoice:
-        """Make, store and register a voice; VoiceError (4xx/503) leaves nothing behind."""
+        """Make, store and register a voice; a refusal leaves nothing behind."""
         if not isinstance(name, str) or not NAME.fullmatch(name) or VOICE_ID.fullmatch(name):
-            raise VoiceError(400, "'name' must be 1 to 64 letters, digits, '-' or '_' (not a voice id).",
-                             "invalid_value", "name")
+            raise Refusal(BAD_REQUEST, "'name' must be 1 to 64 letters, digits, '-' or '_' (not a voice id).",
+                          code="invalid_value", param="name")
         if consent is not None and (not isinstance(consent, str) or len(consent) > MAX_CONSENT_CHARS):
-            raise VoiceError(400, f"'consent' must be text of at most {MAX_CONSENT_CHARS} characters.",
-                             "invalid_value", "consent")
+            raise Refusal(BAD_REQUEST, f"'consent' must be text of at most {MAX_CONSENT_CHARS} characters.",
+                          code="invalid_value", param="consent")
         if not self.settings.voice_cloning:
-            raise VoiceError(403, "Voice cloning is off on this server (TTS_VOICE_CLONING=off).",
-                             "voice_cloning_disabled")
+            raise Refusal(FORBIDDEN, "Voice cloning is off on this server (TTS_VOICE_CLONING=off).",
+                          code="voice_cloning_disabled")
         engines = [engine for engine in self.engines() if engine.is_loaded and engine.clones_voices]
         if not engines:
             if not self.engines():
-                raise VoiceError(400, "No language is served by Pocket TTS here, the only model whose voice "
-                                      "cloning Kyutai released.", "voice_cloning_unavailable")
-            raise VoiceError(503, "No Pocket TTS model that can clone a voice is loaded yet; try again shortly.",
-                             "model_loading")
+                raise Refusal(BAD_REQUEST, "No language is served by Pocket TTS here, the only model whose voice "
+                                           "cloning Kyutai released.", code="voice_cloning_unavailable")
+            raise Refusal(UNAVAILABLE, "No Pocket TTS model that can clone a voice is loaded yet; try again shortly.",
+                          retry_after=10, code="model_loading")
         self.refresh(force=True)
         with self._lock:
             self._check_name(name)
             if len(self._voices) + len(self._reserved) >= self.settings.voice_max_count:
-                raise VoiceError(409, f"The voice library is full ({self.settings.voice_max_count} voices); "
-                                      "delete one first.", "voice_limit_reached")
+                raise Refusal(CONFLICT, f"The voice library is full ({self.settings.voice_max_count} voices); "
+                                        "delete one first.", code="voice_limit_reached")
             self._reserved.add(name)
         try:
-            try:
-                sample = prepared_from_upload(data, self.settings.voice_prompt_seconds)
-            except SampleError as exc:
-                raise VoiceError(exc.status, str(exc), exc.code, "audio_sample") from None
+            sample = prepared_from_upload(data, self.settings.voice_prompt_seconds)
             voice = CustomVoice(id=f"voice_{secrets.token_hex(12)}", name=name, created_at=int(time.time()),
                                 consent=consent, recording=self.settings.voice_keep_recording)
-            abandoned = threading.Event()
-            future = self._encoder.submit(self._make, voice, sample, engines, abandoned)
+            handoff = _Handoff()
+            future = self._encoder.submit(self._make, voice, sample, engines, handoff)
             try:
                 states = future.result(timeout=self.settings.request_timeout)
             except concurrent.futures.TimeoutError:
-                abandoned.set()
-                raise VoiceError(503, "Making the voice took too long; try again later.", "timeout") from None
+                if handoff.abandon():
+                    raise Refusal(TIMED_OUT, "Making the voice took too long; try again later.", retry_after=10,
+                                  code="timeout") from None
+                states = future.result()  # already in place on disk: it finishes now, and the client gets it
             with self._lock:
                 for engine, path, state in states:
                     engine.add_voice_state(path, state)  # before the name is known: no request finds it without
@@ -292,10 +310,10 @@ class VoiceLibrary:
                 except Exception:
                     continue
         if taken:
-            raise VoiceError(409, f"A voice named {name!r} already exists; choose another name or delete it first.",
-                             "voice_name_taken", "name")
+            raise Refusal(CONFLICT, f"A voice named {name!r} already exists; choose another name or delete it first.",
+                          code="voice_name_taken", param="name")
 
-    def _make(self, voice: CustomVoice, sample: PreparedSample, engines: list, abandoned: threading.Event) -> list:
+    def _make(self, voice: CustomVoice, sample: PreparedSample, engines: list, handoff: _Handoff) -> list:
         """In the encoding thread: one state per engine, written with the voice's folder, renamed into place."""
         folder = self.root / f".tmp-{voice.id}"
         try:
@@ -305,7 +323,7 @@ class VoiceLibrary:
                 state = engine.clone_state(sample.samples)
                 states.append((engine, engine.language, state))
             encoded = time.perf_counter() - started
-            if abandoned.is_set():
+            if handoff.abandoned:
                 return []
             self.root.mkdir(parents=True, exist_ok=True)
             folder.mkdir()
@@ -319,7 +337,10 @@ class VoiceLibrary:
                 _write(folder / RECORDING, sample.wav())
             _write(folder / META, json.dumps(voice.meta(), ensure_ascii=False, indent=1).encode("utf-8"))
             _sync_dir(folder)
-            os.rename(folder, self.root / voice.id)
+            if not handoff.commit(lambda: os.rename(folder, self.root / voice.id)):
+                shutil.rmtree(folder, ignore_errors=True)  # the client was told it failed: it must not appear
+                voice.states.clear()
+                return []
             _sync_dir(self.root)
             logger.info("voice %s encoded in %.2f s (%.1f s of speech)", voice.id, encoded, sample.speech_seconds)
             return placed

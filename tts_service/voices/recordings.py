@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..speech.refusals import BAD_REQUEST, Refusal
+
 RATE = 24000
 MAX_SECONDS = 30.0
 MIN_SPEECH_SECONDS = 1.0
@@ -27,13 +29,9 @@ PEAK = 0.95
 DECLARED_SLACK = 0.5  # seconds a container's declared length may exceed what decodes
 
 
-class SampleError(ValueError):
-    """Why a recording cannot make a voice: an HTTP status, a code and a message for the client."""
-
-    def __init__(self, message: str, code: str = "invalid_audio", status: int = 400):
-        super().__init__(message)
-        self.status = status
-        self.code = code
+def sample_error(message: str, code: str = "invalid_audio") -> Refusal:
+    """Why a recording cannot make a voice, for the client."""
+    return Refusal(BAD_REQUEST, message, code=code, param="audio_sample")
 
 
 @dataclass
@@ -56,22 +54,22 @@ class PreparedSample:
 
 
 def decode(data: bytes, max_seconds: float = MAX_SECONDS) -> np.ndarray:
-    """Mono float32 samples at 24 kHz; SampleError when not audio, damaged, or over `max_seconds`."""
+    """Mono float32 samples at 24 kHz; a refusal when not audio, damaged, or over `max_seconds`."""
     import av
 
     if _wav_is_cut(data):
-        raise SampleError("'audio_sample' is truncated: its WAV header says more audio than the file holds.",
+        raise sample_error("'audio_sample' is truncated: its WAV header says more audio than the file holds.",
                           code="invalid_audio")
-    too_long = SampleError(f"The recording is longer than {max_seconds:g} s; send at most {max_seconds:g} s "
+    too_long = sample_error(f"The recording is longer than {max_seconds:g} s; send at most {max_seconds:g} s "
                            "of one person speaking.", code="audio_too_long")
     try:
         container = av.open(io.BytesIO(data), mode="r")
     except (av.error.FFmpegError, ValueError, IndexError):
-        raise SampleError("'audio_sample' is not audio this server can read; send WAV, MP3, OGG/Opus, FLAC, "
+        raise sample_error("'audio_sample' is not audio this server can read; send WAV, MP3, OGG/Opus, FLAC, "
                           "AAC/M4A or WebM.", code="invalid_audio_format") from None
     with container:
         if not container.streams.audio:
-            raise SampleError("'audio_sample' has no audio track.", code="invalid_audio_format")
+            raise sample_error("'audio_sample' has no audio track.", code="invalid_audio_format")
         declared = container.duration / 1_000_000 if container.duration else None
         if declared is not None and declared > max_seconds + DECLARED_SLACK:
             raise too_long
@@ -87,22 +85,22 @@ def decode(data: bytes, max_seconds: float = MAX_SECONDS) -> np.ndarray:
                     raise too_long
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
-        except SampleError:
+        except Refusal:
             raise
         except (av.error.FFmpegError, ValueError) as exc:
-            raise SampleError("'audio_sample' is damaged or truncated: it stops decoding part way "
+            raise sample_error("'audio_sample' is damaged or truncated: it stops decoding part way "
                               f"({type(exc).__name__}).", code="invalid_audio") from None
     samples = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
     seconds = len(samples) / RATE
     if seconds == 0:
-        raise SampleError("'audio_sample' holds no audio: the file is empty or truncated.", code="invalid_audio")
+        raise sample_error("'audio_sample' holds no audio: the file is empty or truncated.", code="invalid_audio")
     if seconds > max_seconds + 0.1:
         raise too_long
     if declared is not None and declared - seconds > max(DECLARED_SLACK, 0.1 * declared):
-        raise SampleError(f"'audio_sample' is truncated: it says {declared:.1f} s but only {seconds:.1f} s "
+        raise sample_error(f"'audio_sample' is truncated: it says {declared:.1f} s but only {seconds:.1f} s "
                           "could be read.", code="invalid_audio")
     if not np.all(np.isfinite(samples)):
-        raise SampleError("'audio_sample' decodes to invalid samples.", code="invalid_audio")
+        raise sample_error("'audio_sample' decodes to invalid samples.", code="invalid_audio")
     return samples
 
 
@@ -131,12 +129,12 @@ def prepare(samples: np.ndarray, prompt_seconds: float) -> PreparedSample:
     source_seconds = len(samples) / RATE
     db = _frame_db(samples)
     if not len(db) or db.max() < SILENCE_DB:
-        raise SampleError("The recording is silent; record one person speaking for a few seconds.",
+        raise sample_error("The recording is silent; record one person speaking for a few seconds.",
                           code="audio_silent")
     loud = db > max(SILENCE_DB, db.max() - DYNAMIC_DB)
     speech_seconds = loud.sum() * FRAME / RATE
     if speech_seconds < MIN_SPEECH_SECONDS:
-        raise SampleError(f"The recording has {speech_seconds:.1f} s of speech; at least "
+        raise sample_error(f"The recording has {speech_seconds:.1f} s of speech; at least "
                           f"{MIN_SPEECH_SECONDS:g} s is needed (5 to 15 s clones best).", code="audio_too_short")
     where = np.flatnonzero(loud)
     start = max(0, where[0] * FRAME - int(KEEP_BEFORE * RATE))

@@ -22,6 +22,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ...config import parse_heads
+from ...text.markdown import has_speech
+
 import numpy as np
 
 # Layer:head pairs of the flow model, by the weights they were chosen on (hf://kyutai/...,
@@ -73,17 +76,6 @@ SILENCE_RMS = 1e-3
 FADED = 1e-3
 
 _UNIT = re.compile(r"[^\W_](?:[\w'’\-.,:/]*[^\W_])?|[^\w\s]+|_+")
-
-
-def parse_heads(value: str) -> tuple[tuple[int, int], ...]:
-    """"3:9 4:2" as ((3, 9), (4, 2)); ValueError for anything else."""
-    heads = []
-    for part in value.replace(",", " ").split():
-        layer, sep, head = part.partition(":")
-        if not sep or not layer.isdigit() or not head.isdigit():
-            raise ValueError(f"{part!r} is not a layer:head pair such as 3:9")
-        heads.append((int(layer), int(head)))
-    return tuple(dict.fromkeys(heads))
 
 
 def released_heads(weights_path: str | None) -> tuple[tuple[int, int], ...]:
@@ -139,7 +131,7 @@ def prompt_units(prompt: str, prefixes: list[str]) -> Units:
 
 def name_words(pieces: list[Units], text: str) -> None:
     """Show the request's own words (as written, marks attached) where they match one for one."""
-    written = [word for word in text.split() if any(ch.isalnum() for ch in word)]
+    written = [word for word in text.split() if has_speech(word)]
     if sum(units.count for units in pieces) != len(written):
         return
     names = iter(written)

@@ -37,7 +37,7 @@ import numpy as np
 from ...config import Settings
 from ...heap import return_freed_memory
 from ..hub import ModelDownloadError, download
-from ...text.markdown import split_sentences
+from ...text.markdown import has_speech, split_sentences
 from ...threads import set_own_threads
 from . import alignment, frames, internals
 from ..base import (Capabilities, Engine, NothingToSayError, SlotOutput, SynthesisRequest, UnknownVoiceError,
@@ -388,7 +388,7 @@ class PocketEngine(Engine):
                     prompt, frames_after_eos = internals.text_prompt(model, chunk)
                 except ValueError:
                     continue
-                if not any(ch.isalnum() for ch in prompt):
+                if not has_speech(prompt):
                     continue
                 pieces.append(PocketPiece(prompt, frames_after_eos, internals.prompt_tokens(model, prompt)))
         return pieces
