@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--thresholds", default="3,4,5,6,8,10,12")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "scripts"))
-    from tts_service.speech import session
+    from tts_service.speech import clauses as session
 
     thresholds = [NEVER] + [int(n) for n in args.thresholds.split(",")]
     gap = 1 / args.words_per_second

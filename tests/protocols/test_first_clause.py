@@ -16,7 +16,7 @@ from websockets.sync.client import connect as ws_connect
 
 from conftest import running_app, serve, until_closed
 
-from tts_service.speech.session import FIRST_CLAUSE_MIN_WORDS, first_clause_end
+from tts_service.speech.clauses import FIRST_CLAUSE_MIN_WORDS, first_clause_end
 
 RATE = 24000
 # A sentence with enough words before its comma, in short words: random weights speak each text for

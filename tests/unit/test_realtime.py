@@ -9,7 +9,7 @@ import pytest
 
 from test_scheduler import FakeEngine
 from tts_service.engines.base import SynthesisRequest
-from tts_service.realtime import StepCost, headroom, room_for_one_more
+from tts_service.scheduler.realtime import StepCost, headroom, room_for_one_more
 from tts_service.scheduler import Scheduler
 
 FRAME = 0.02  # this fake engine's frame: 20 ms of audio per step and row

@@ -165,3 +165,28 @@ def test_the_scheduler_truncates_at_the_jobs_limit_and_ends_its_words():
         assert len(whole.audio) == 50 and not whole.truncated
     finally:
         sched.stop(5)
+
+
+def test_requests_submitted_from_many_threads_are_all_counted():
+    """`submit` runs in each request's own thread: its count must not lose an increment to another."""
+    import sys
+
+    engine = FakeEngine(slots=64, frames=1)
+    engine.gate.clear()  # nothing finishes while the threads submit
+    scheduler = Scheduler(engine, max_queue=10_000, batch_wait=0.0, timeout=60)
+    scheduler.start(preload=False)
+    threads, per_thread = 8, 300
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can, to expose a lost update
+    try:
+        workers = [threading.Thread(target=lambda: [scheduler.submit(SynthesisRequest("x", "xx"))
+                                                    for _ in range(per_thread)]) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        sys.setswitchinterval(switch)
+        engine.gate.set()
+        scheduler.stop(timeout=30)
+    assert scheduler.stats.submitted == threads * per_thread

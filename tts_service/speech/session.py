@@ -19,7 +19,7 @@ pause tags (`<break time="1.5s"/>`) split the text, and each pause is exact sile
 the pieces. On an engine that takes streamed text (DSM) the words of each stretch between pauses
 feed one job, which waits for words rather than inventing them. On the others, which need whole
 texts, words collect into clauses spoken as soon as each is complete: at a sentence end (the
-session's first clause already at a comma once `FIRST_CLAUSE_MIN_WORDS` words come before it), or
+session's first clause already at a comma: `clauses.py`), or
 when no new word arrived for `TTS_SESSION_CLAUSE_PAUSE`; each word's time is then read from the
 model's attention where the engine can (`Capabilities.word_times`), else estimated from its clause's
 audio length. Nothing without a letter or a digit is ever spoken: a stream that held
@@ -35,7 +35,6 @@ left, an empty end of stream closing at once).
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import deque
@@ -49,6 +48,7 @@ from ..text.pauses import MAX_BREAK_SECONDS, split_breaks, unfinished_tag
 from ..routing import Route
 from ..scheduler import Job
 from ..text.markdown import group_sentences, split_sentences
+from .clauses import ClauseCutter
 from .events import Audio, Done, Error, Event, Word
 from .request import SpeechRequest
 from .failures import as_refusal
@@ -60,34 +60,6 @@ logger = logging.getLogger(__name__)
 
 # Silence between the pieces of one text that were generated side by side.
 PAUSE_SECONDS = 0.15
-# A clause ends after one of these marks followed by a space (engines that need whole texts).
-_CLAUSE_END = re.compile(r"[.!?…;:][\"')\]»”’]*\s")
-# A clause with no end in sight is cut at a space once it is this long.
-MAX_CLAUSE_CHARS = 400
-# A session's first clause may end at a comma (or `;`, `:`) once this many words come before it,
-# so that a long first sentence starts to sound before it is written to its end. Measured with
-# bench/first_clause.py (docs/benchmarks.md): words written at 14 per second, the full-size Spanish
-# Pocket TTS, best of 5. A 27-word first sentence spoke after 1.93 s waiting for its end, after
-# 0.85 to 0.92 s from its comma after 12 words with any value from 4 to 12, 0.25 s with 3 (its first
-# clause "Claro que sí,"); sentences with their comma after 7 and 6 words spoke after 0.56 and 0.43 s
-# with 6, 1.85 and 1.79 s (their ends) with 8. Of 24 short sentences with a comma, 6 splits 4, 5
-# splits 7, 4 splits 11 and 3 splits 16: 6 is the highest value that cuts both those sentences.
-FIRST_CLAUSE_MIN_WORDS = 6
-_CLAUSE_BREAK = re.compile(r"[,;:][\"')\]»”’]*\s")
-
-
-def first_clause_end(text: str, min_words: int) -> int:
-    """Where a session's first clause may end before its sentence does: just after the first comma,
-    `;` or `:` (and a space) that follows at least `min_words` words; 0 while there is none."""
-    words, start = 0, 0
-    for match in _CLAUSE_BREAK.finditer(text):
-        words += sum(1 for word in text[start:match.start()].split() if has_speech(word))
-        start = match.start()
-        if words >= min_words:
-            return match.end()
-    return 0
-
-
 class _Speech:
     """Words for one streaming-text job, fed before and after the job is queued."""
 
@@ -167,8 +139,7 @@ class Session:
         self._held = False
         self._raw = ""  # clean: the sentence still being written
         self._pending = ""  # text not handed out yet: it ends in an unfinished pause tag
-        self._pending_clause = ""  # words of a clause that has not ended yet
-        self._spoke_clause = False  # a clause went out: the next ones wait for sentence ends
+        self._clauses = ClauseCutter()
         self._clause_order = threading.Lock()  # clauses leave in order, whichever thread completes them
         self._last_text = time.monotonic()
         self._segments: deque = deque()  # _Speech, _Piece, or a pause in seconds
@@ -178,6 +149,7 @@ class Session:
         self._thread: threading.Thread | None = None
         self._carry = np.zeros(0, dtype=np.float32)
         self._samples = 0  # audio sent so far, pauses included
+        self._told_end = False  # Done or Error was sent: nothing more is
 
     # -- the API -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -432,23 +404,12 @@ class Session:
         """Complete clauses go out now; the rest waits for more words or the clause pause."""
         with self._clause_order:
             with self._cond:
-                buffer = self._pending_clause + words
-                cut = 0
-                for match in _CLAUSE_END.finditer(buffer, max(0, len(self._pending_clause) - 3)):
-                    cut = match.end()
-                if not cut and not self._spoke_clause:
-                    cut = first_clause_end(buffer, FIRST_CLAUSE_MIN_WORDS)
-                if len(buffer) - cut > MAX_CLAUSE_CHARS:
-                    space = buffer.rfind(" ", cut, len(buffer) - 1)
-                    cut = space + 1 if space > cut else len(buffer)
-                if flush:
-                    cut = len(buffer)
-                complete, self._pending_clause = buffer[:cut], buffer[cut:]
-            if has_speech(complete):
-                request = self._prepared(" ".join(complete.split()))
+                complete = self._clauses.feed(words, flush)
+            for clause in complete:
+                request = self._prepared(" ".join(clause.split()))
                 if request is not None:
-                    self._spoke_clause = True
-                    self._push(_Piece(request, None if self.route.engine.capabilities.word_times else complete.split()))
+                    self._clauses.first_done = True
+                    self._push(_Piece(request, None if self.route.engine.capabilities.word_times else clause.split()))
 
     def _push(self, segment) -> None:
         with self._cond:
@@ -470,15 +431,11 @@ class Session:
                     return None
                 idle = time.monotonic() - self._last_text
                 pause = self.settings.session_clause_pause
-                waiting = not self.streams_text and self._pending_clause.strip() and idle >= pause
+                waiting = not self.streams_text and self._clauses.pending.strip() and idle >= pause
                 if not waiting:
-                    self._cond.wait(max(pause - idle, 0.05) if self._pending_clause.strip() else 0.5)
+                    self._cond.wait(max(pause - idle, 0.05) if self._clauses.pending.strip() else 0.5)
                     continue
-            try:
-                self._feed_clauses("", flush=True)
-            except Refusal as refusal:
-                self._send(Error(refusal))
-                return None
+            self._feed_clauses("", flush=True)  # a refusal here ends the session in `_pump`, once
 
     def _pump(self) -> None:
         failed = False
@@ -525,7 +482,12 @@ class Session:
                 segment.job.cancel()
 
     def _send(self, event: Event) -> None:
-        if not self.cancelled or isinstance(event, (Done, Error)):
+        terminal = isinstance(event, (Done, Error))
+        if self._told_end:
+            logger.error("a second end event was dropped: %r", event)
+            return
+        self._told_end = terminal
+        if not self.cancelled or terminal:
             self.on_event(event)
 
     def _release(self) -> None:

@@ -104,3 +104,33 @@ def rows_in_real_time(cost: StepCost, frame_seconds: float, margin: float, limit
     while rows < limit and room_for_one_more(cost, rows, frame_seconds, margin):
         rows += 1
     return rows
+
+
+class CycleCost:
+    """A step's cost recorded as the mean over each cycle of steps run with the same rows.
+
+    An engine whose steps differ within a cycle (Pocket TTS decodes audio every few steps) would
+    look cheap on its light steps; until a row count has a cost, or has run a whole cycle, a new row
+    joins only if even the worst case keeps real time."""
+
+    def __init__(self, cost: StepCost, steps_per_cycle: int = 1):
+        self.cost = cost
+        self.steps_per_cycle = steps_per_cycle
+        self._cycle = (0, 0.0, 0)  # rows, seconds and steps since the row count last changed or was recorded
+        self._steps_at_rows = 0  # steps run since the row count last changed
+
+    def settled(self, rows: int) -> bool:
+        """Whether a batch of `rows` has a measured cost to admit by: lately, or a whole cycle of steps."""
+        return self.cost.knows(rows) or (rows == self._cycle[0] and self._steps_at_rows >= self.steps_per_cycle)
+
+    def measured(self, rows: int, seconds: float) -> None:
+        counted_rows, total, steps = self._cycle
+        if rows != counted_rows:
+            counted_rows, total, steps = rows, 0.0, 0
+            self._steps_at_rows = 0
+        total, steps = total + seconds, steps + 1
+        self._steps_at_rows += 1
+        if steps >= self.steps_per_cycle:
+            self.cost.record(rows, total / steps)
+            total, steps = 0.0, 0
+        self._cycle = (counted_rows, total, steps)

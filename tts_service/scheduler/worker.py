@@ -10,26 +10,24 @@ deadline passed, and steps the engine until every job is done.
 from __future__ import annotations
 
 import collections
-import itertools
 import logging
 import math
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable
 
-import numpy as np
 
-from .engines.base import Engine, EngineError, SlotOutput, SynthesisRequest, WordTiming
-from .realtime import StepCost, headroom, room_for_one_more, rows_in_real_time
-from .heap import return_free_heap
-from .threads import release_helpers
+from ..engines.base import Engine, EngineError, SlotOutput, SynthesisRequest
+from ..heap import return_free_heap
+from ..threads import release_helpers
+from .job import Job, JobCancelled
+from .realtime import CycleCost, StepCost, headroom, room_for_one_more, rows_in_real_time
 
 logger = logging.getLogger(__name__)
 
 _STOP = object()
-_ids = itertools.count(1)
 
 
 class QueueFullError(RuntimeError):
@@ -48,136 +46,9 @@ class EngineUnavailableError(RuntimeError):
         self.loading = loading
 
 
-class JobCancelled(RuntimeError):
-    """The job was dropped before it finished (client left or deadline passed)."""
-
-
-@dataclass
-class JobResult:
-    audio: np.ndarray
-    sample_rate: int
-    words: list[WordTiming]
-    truncated: bool
-
-
-class Job:
-    """One request in flight; the worker writes its events, the HTTP thread reads them."""
-
-    def __init__(self, request: SynthesisRequest, sample_rate: int, timeout: float):
-        self.id = next(_ids)
-        self.request = request
-        self.sample_rate = sample_rate
-        self.created = time.monotonic()
-        self.deadline = self.created + timeout
-        self.first_audio_at: float | None = None
-        self.finished_at: float | None = None
-        self.samples = 0
-        self.truncated = False
-        self.held = False  # it waited for a row that keeps the batch real time
-        self.admitted_at: float | None = None
-        self.admitted_step = 0
-        self.words: list[WordTiming] = []
-        self._events: queue.Queue = queue.Queue()
-        self._cancelled = threading.Event()
-        self._done = False
-        self.completed = False
-        self._text_feed: queue.Queue = queue.Queue()
-        self.text_closed = not request.streaming_text
-
-    # -- text arriving while audio is generated ----------------------------------------------
-    def feed_text(self, piece: object) -> None:
-        """More words for a streaming-text job, as the engine's `prepare_piece` made them (thread-safe)."""
-        if self.text_closed:
-            raise ValueError("text was already ended")
-        self._text_feed.put(piece)
-
-    def end_text(self) -> None:
-        """No more words will come: the job may finish after the last one."""
-        if not self.text_closed:
-            self.text_closed = True
-            self._text_feed.put(None)
-
-    def take_text(self) -> list[object | None]:
-        """For the worker: the text pieces that arrived since the last call; None means the end."""
-        pieces = []
-        while True:
-            try:
-                pieces.append(self._text_feed.get_nowait())
-            except queue.Empty:
-                return pieces
-
-    # -- written by the worker -------------------------------------------------------------
-    def push_audio(self, pcm: np.ndarray) -> None:
-        if self.first_audio_at is None:
-            self.first_audio_at = time.monotonic()
-        self.samples += len(pcm)
-        self._events.put(("audio", pcm))
-
-    def push_word(self, word: str, start: float, end: float | None = None) -> None:
-        if self.words and self.words[-1].end is None:
-            self.words[-1].end = start
-        timing = WordTiming(word, start, end)
-        self.words.append(timing)
-        self._events.put(("word", timing))
-
-    def finish(self, truncated: bool = False) -> None:
-        if self._done:
-            return
-        self._done = True
-        self.completed = True
-        self.truncated = truncated
-        self.finished_at = time.monotonic()
-        if self.words and self.words[-1].end is None:
-            self.words[-1].end = round(self.samples / self.sample_rate, 3)
-        self._events.put(("done", truncated))
-
-    def fail(self, error: BaseException) -> None:
-        if self._done:
-            return
-        self._done = True
-        self.finished_at = time.monotonic()
-        self._events.put(("error", error))
-
-    # -- read by the requester -------------------------------------------------------------
-    def cancel(self) -> None:
-        """The client left: the worker frees the slot at its next step."""
-        self._cancelled.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    def expired(self, now: float | None = None) -> bool:
-        return (now or time.monotonic()) > self.deadline
-
-    def events(self) -> Iterator[tuple[str, object]]:
-        """Yield ("audio", pcm) and ("word", WordTiming) until done; re-raise the worker's error."""
-        while True:
-            remaining = self.deadline - time.monotonic() + 5.0
-            try:
-                kind, payload = self._events.get(timeout=max(remaining, 0.1))
-            except queue.Empty:
-                self.cancel()
-                raise TimeoutError("synthesis took longer than the request timeout") from None
-            if kind == "done":
-                return
-            if kind == "error":
-                raise payload  # type: ignore[misc]
-            yield kind, payload
-
-    def result(self) -> JobResult:
-        chunks = [payload for kind, payload in self.events() if kind == "audio"]
-        audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
-        return JobResult(audio.astype(np.float32, copy=False), self.sample_rate, list(self.words),
-                         self.truncated)
-
-
 @dataclass
 class SchedulerStats:
+    """What the worker did; counted under `lock`, since requests are counted in their own threads."""
     submitted: int = 0
     completed: int = 0
     failed: int = 0
@@ -186,6 +57,11 @@ class SchedulerStats:
     steps: int = 0
     batch_sizes: collections.Counter = field(default_factory=collections.Counter)
     held_for_realtime: int = 0  # admissions put off because one more row would fall behind real time
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + n)
 
 
 class Scheduler:
@@ -204,8 +80,7 @@ class Scheduler:
         self.realtime_margin = realtime_margin
         self.step_cost = StepCost()
         self.job_steps: float | None = None  # how many steps an admitted job holds its row (moving average)
-        self._cycle = (0, 0.0, 0)  # rows, seconds and steps since the row count last changed or was recorded
-        self._steps_at_rows = 0  # steps run since the row count last changed
+        self._cycles = CycleCost(self.step_cost, getattr(engine, "steps_per_cycle", 1))
         self._on_step = on_step
         self._on_done = on_done
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
@@ -294,7 +169,7 @@ class Scheduler:
             self._queue.put_nowait(job)
         except queue.Full:
             raise QueueFullError(f"{self.queue_depth} requests are already waiting") from None
-        self.stats.submitted += 1
+        self.stats.count("submitted")
         return job
 
     def predicted_finish(self) -> float | None:
@@ -395,11 +270,11 @@ class Scheduler:
         for job in list(self._pending):
             if job.cancelled:
                 self._pending.remove(job)
-                self.stats.cancelled += 1
+                self.stats.count("cancelled")
                 job.fail(JobCancelled("client disconnected"))
             elif job.expired(now):
                 self._pending.remove(job)
-                self.stats.expired += 1
+                self.stats.count("expired")
                 job.fail(TimeoutError("request waited longer than the request timeout"))
         while self._pending and self.engine.free_slots() > 0:
             # Someone is listening to a stream as it comes: it goes before a whole text, which is
@@ -407,10 +282,10 @@ class Scheduler:
             job = next((job for job in self._pending if job.request.listening), self._pending[0])
             rows = len(self.engine.active_jobs())
             if not room_for_one_more(self.step_cost, rows, self.engine.frame_seconds, self.realtime_margin,
-                                     measured=self._settled(rows)):
+                                     measured=self._cycles.settled(rows)):
                 if not job.held:
                     job.held = True
-                    self.stats.held_for_realtime += 1
+                    self.stats.count("held_for_realtime")
                 break
             self._pending.remove(job)
             job.admitted_at, job.admitted_step = time.monotonic(), self.stats.steps
@@ -420,7 +295,7 @@ class Scheduler:
                 self.engine.admit(job)
             except Exception as exc:
                 logger.warning("could not start job %s: %s", job.id, exc)
-                self.stats.failed += 1
+                self.stats.count("failed")
                 job.fail(exc)
 
     def _drop_abandoned(self) -> None:
@@ -429,18 +304,18 @@ class Scheduler:
         now = time.monotonic()
         for job in list(self.engine.active_jobs()):
             if job.cancelled:
-                self.stats.cancelled += 1
+                self.stats.count("cancelled")
                 self.engine.release(job)
                 job.fail(JobCancelled("client disconnected"))
             elif job.expired(now):
-                self.stats.expired += 1
+                self.stats.count("expired")
                 self.engine.release(job)
                 job.fail(TimeoutError("synthesis took longer than the request timeout"))
 
     def _step(self) -> None:
         active = list(self.engine.active_jobs())
         self._last_used = time.monotonic()
-        self.stats.steps += 1
+        self.stats.count("steps")
         self.stats.batch_sizes[len(active)] += 1
         if self._on_step is not None:
             self._on_step(len(active))
@@ -451,7 +326,7 @@ class Scheduler:
             # No client input reaches a step unchecked, so this is ours (out of memory, a bug):
             # the jobs in this step fail with a 500 and the engine starts clean for the next ones.
             logger.exception("%s failed during generation; failing %d job(s)", self.name, len(active))
-            self.stats.failed += len(active)
+            self.stats.count("failed", len(active))
             for job in active:
                 job.fail(EngineError(f"generation failed: {type(exc).__name__}"))
             self.engine.reset()
@@ -460,29 +335,9 @@ class Scheduler:
             release_helpers()
             time.sleep(0.002)  # every job waits for text: don't spin
             return
-        self._measured(len(active), time.perf_counter() - started)
+        self._cycles.measured(len(active), time.perf_counter() - started)
         for output in outputs:
             self._deliver(output)
-
-    def _settled(self, rows: int) -> bool:
-        """Whether a batch of `rows` has a measured cost to admit by: lately, or a whole cycle of steps
-        since it reached that size. Until then a new row joins only if even the worst case keeps
-        real time (a burst's first steps, and steps without Mimi's decoding, would look cheap)."""
-        cycle = getattr(self.engine, "steps_per_cycle", 1)
-        return self.step_cost.knows(rows) or (rows == self._cycle[0] and self._steps_at_rows >= cycle)
-
-    def _measured(self, rows: int, seconds: float) -> None:
-        """A step's cost: recorded as the mean of each cycle of steps run with the same rows."""
-        counted_rows, total, steps = self._cycle
-        if rows != counted_rows:
-            counted_rows, total, steps = rows, 0.0, 0
-            self._steps_at_rows = 0
-        total, steps = total + seconds, steps + 1
-        self._steps_at_rows += 1
-        if steps >= getattr(self.engine, "steps_per_cycle", 1):
-            self.step_cost.record(rows, total / steps)
-            total, steps = 0.0, 0
-        self._cycle = (counted_rows, total, steps)
 
     def _deliver(self, output: SlotOutput) -> None:
         """A slot's output to its job: words (each one's end is its own, or the next one's start), audio up to
@@ -510,7 +365,7 @@ class Scheduler:
             self._completed(job)
 
     def _completed(self, job: Job) -> None:
-        self.stats.completed += 1
+        self.stats.count("completed")
         if job.admitted_at is not None:
             steps = self.stats.steps - job.admitted_step
             self.job_steps = steps if self.job_steps is None else self.job_steps + 0.2 * (steps - self.job_steps)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tts_service.speech.session import FIRST_CLAUSE_MIN_WORDS, first_clause_end
+from tts_service.speech.clauses import FIRST_CLAUSE_MIN_WORDS, ClauseCutter, first_clause_end
 
 LONG = ("Claro que sí, te explico cómo funciona el registro en nuestra plataforma, que es bastante sencillo "
         "y solo te llevará unos minutos con tus documentos a mano.")
@@ -65,3 +65,35 @@ def test_time_is_linear_in_the_text():
     started = time.perf_counter()
     assert first_clause_end(text, 10 ** 6) == 0
     assert time.perf_counter() - started < 1.0
+
+
+# -- the cutter ---------------------------------------------------------------------------------
+def test_the_cutter_hands_out_sentences_as_they_end_and_holds_the_rest():
+    cutter = ClauseCutter()
+    assert cutter.feed("Hola. ¿Qué tal") == ["Hola. "]
+    assert cutter.pending == "¿Qué tal"
+    assert cutter.feed(" estás? Bien") == ["¿Qué tal estás? "]
+    assert cutter.feed("", flush=True) == ["Bien"]
+    assert cutter.pending == ""
+
+
+def test_the_first_clause_may_end_at_a_comma_and_later_ones_wait_for_their_sentence():
+    cutter = ClauseCutter(first_min_words=3)
+    assert cutter.feed("Claro que sí, te lo explico ahora") == ["Claro que sí, "]
+    cutter.first_done = True
+    assert cutter.feed(" mismo, con calma") == []
+    assert cutter.feed(". Luego") == ["te lo explico ahora mismo, con calma. "]
+
+
+def test_a_clause_with_no_end_in_sight_is_cut_at_a_space():
+    cutter = ClauseCutter(max_chars=20)
+    cutter.first_done = True
+    out = cutter.feed("palabra " * 10)
+    assert out and all(len(clause) <= 80 for clause in out)
+    assert cutter.pending and len(cutter.pending) <= 20 + len("palabra ")
+
+
+def test_marks_alone_are_never_a_clause():
+    cutter = ClauseCutter()
+    assert cutter.feed("... ") == []
+    assert cutter.feed("", flush=True) == []
