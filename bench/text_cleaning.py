@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Text cleaning on adversarial input: worst time at TTS_MAX_CHARS, and how it grows at ten times that.
 
-    .venv/bin/python bench/text_cleaning.py                      # the package's tts_service/text.py
-    .venv/bin/python bench/text_cleaning.py --rev HEAD~3 --timeout 20 --no-scale   # an older text.py
+    .venv/bin/python bench/text_cleaning.py                      # the package's tts_service/text/markdown.py
+    .venv/bin/python bench/text_cleaning.py --rev HEAD~3 --timeout 20 --no-scale   # an older one
 
 Each shape (runs of every Markdown mark, unclosed fences, nested brackets, `3000 newlines + x`, ...)
-is cleaned the way a request is: speakable, then sentences and pieces from the result, plus sentences
-of the raw text (what the service does with "clean": false). Every shape runs in a child process with
+is cleaned the way a request is: speakable, spoken forms (figures and abbreviations written out, in
+Spanish), then sentences and pieces from the result, plus sentences of the raw text (what the service
+does with "clean": false). Last, the time the spoken forms add to a 3000-character answer full of figures. Every shape runs in a child process with
 a time limit, so a backtracking cleaner shows up as ">limit" instead of stalling the run. Prints the
 time per shape at SIZE and 10 x SIZE characters and their ratio: about 10 means linear, about 100
 quadratic.
@@ -102,25 +103,79 @@ def shapes(size: int = SIZE) -> dict[str, str]:
         "'&#x202E;' entities": _fill("&#x202E;", size),
         "terminal escapes": _fill("\x1b[1;31", size, tail="m"),
         "'\\\\' escapes": _fill("\\", size),
+        "'1,' run": _fill("1,", size),
+        "'1:' run": _fill("1:", size),
+        "'1/' run": _fill("1/", size),
+        "'1-' run": _fill("1-", size),
+        "'1 ' spaced digits": _fill("1 ", size),
+        "'612 ' phone-like": _fill("612 ", size),
+        "'+1 ' run": _fill("+1 ", size),
+        "'-1' run": _fill("-1", size),
+        "'$1,' run": _fill("$1,", size),
+        "'1.º' ordinals": _fill("1.º", size),
+        "'1 €' amounts": _fill("1 € ", size),
+        "'Felipe ' + 'VI'": _fill("Felipe ", size, tail="VI"),
+        "'I ' letters": _fill("I ", size),
+        "'p. ej. ' abbreviations": _fill("p. ej. ", size),
+        "digits": _fill("7", size),
+        "'.,:/-' separators": _fill(".,:/-", size),
     }
     for mark in "*_#-+=|~`>[]<!\\$&%.:":
         out[f"'{mark}' run"] = _fill(mark, size)
     return out
 
 
+ANSWER = ("Según el informe del 3/12/2026, el Sr. García pagó 1.500,25 € por 21 páginas y 200 licencias; "
+          "el 25% de los 31.000 usuarios usa iOS 17 o Python 3.12. La reunión es a las 14:30 en la Avda. "
+          "de la Paz, n.º 7 (tel. 612 345 678). El siglo XXI, Felipe VI y los años 80: 3-5 días, 2-1, "
+          "120 km/h, -5 °C, 2,5 kg, 1/2 taza, 1.er lugar, 3.º piso, 2.ª vez, p. ej., etc. ")
+
+
 def load(path: Path):
-    """A text.py module loaded from `path` (the package's, or an older one out of git)."""
+    """A text module loaded from `path` (the package's, or an older one out of git)."""
     spec = importlib.util.spec_from_file_location("text_under_test", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def clean(module, text: str) -> None:
-    """What a request does with its text: speakable, sentences, pieces; and sentences of the raw text."""
+def load_spoken():
+    """The spoken-forms package, loaded on its own (without the service around it); None before it existed."""
+    init = ROOT / "tts_service" / "text" / "spoken" / "__init__.py"
+    if not init.exists():
+        return None
+    spec = importlib.util.spec_from_file_location("spoken_under_test", init,
+                                                  submodule_search_locations=[str(init.parent)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["spoken_under_test"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def clean(module, text: str, spoken_forms=None) -> None:
+    """What a request does with its text: speakable, spoken forms, sentences, pieces; and sentences of
+    the raw text."""
     spoken = module.speakable(text, "es")
+    if spoken_forms is not None:
+        spoken = spoken_forms.say(spoken, "es")
     module.group_sentences(module.split_sentences(spoken), groups=4)
     module.split_sentences(text)
+
+
+def time_answer(size: int = SIZE, repeat: int = 50) -> tuple[float, float] | None:
+    """Best and median milliseconds the spoken forms take on a `size`-character answer full of figures."""
+    spoken_forms = load_spoken()
+    if spoken_forms is None:
+        return None
+    text = (ANSWER * (size // len(ANSWER) + 1))[:size]
+    spoken_forms.say(text, "es")  # rules and number words loaded once, as in the running service
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        spoken_forms.say(text, "es")
+        runs.append(time.perf_counter() - start)
+    runs.sort()
+    return runs[0] * 1000, runs[len(runs) // 2] * 1000
 
 
 def time_one(path: Path, name: str, size: int, repeat: int) -> float:
@@ -129,12 +184,13 @@ def time_one(path: Path, name: str, size: int, repeat: int) -> float:
     CPU time rather than wall time: on a shared machine other processes would otherwise blur the ratios.
     """
     module = load(path)
+    spoken_forms = load_spoken()
     text = shapes(size)[name]
-    clean(module, "# Warm **up** ☕")
+    clean(module, "# Warm **up** ☕ 1.500 €", spoken_forms)
     best = float("inf")
     for _ in range(repeat):
         start = time.process_time()
-        clean(module, text)
+        clean(module, text, spoken_forms)
         best = min(best, time.process_time() - start)
         if best > 1:
             break
@@ -171,12 +227,16 @@ def main() -> None:
         print(time_one(Path(path), name, size, repeat))
         return
     with tempfile.TemporaryDirectory() as folder:
-        path = ROOT / "tts_service" / "text.py"
+        path = ROOT / "tts_service" / "text" / "markdown.py"
         if args.rev:
             path = Path(folder) / "text.py"
-            source = subprocess.run(["git", "show", f"{args.rev}:tts_service/text.py"], cwd=ROOT,
-                                    capture_output=True, text=True, check=True).stdout
-            path.write_text(source)
+            for old in ("tts_service/text/markdown.py", "tts_service/text.py"):  # before and after the split
+                done = subprocess.run(["git", "show", f"{args.rev}:{old}"], cwd=ROOT, capture_output=True, text=True)
+                if done.returncode == 0:
+                    path.write_text(done.stdout)
+                    break
+            else:
+                raise SystemExit(f"no text module at {args.rev}")
         names = [n for n in shapes(args.size) if not args.only or args.only in n]
         big = args.size * 10
         print(f"{'shape':<28} {f'{args.size} chars':>12} {f'{big} chars':>12} {'ratio':>7}")
@@ -202,6 +262,10 @@ def main() -> None:
         if ratios:
             ratio, name = max(ratios)
             print(f"largest 10x/1x ratio over shapes above 1 ms: {ratio:.1f} ({name}); 10 is linear")
+        answer = time_answer(args.size)
+        if answer:
+            print(f"spoken forms on a {args.size}-character answer full of figures: best {answer[0]:.2f} ms, "
+                  f"median {answer[1]:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -21,11 +21,14 @@ from surfaces import (SURFACES, JsonWebSocket, KyutaiPost, KyutaiWebSocket, Open
                       Wyoming, WyomingStream)
 
 MAX_CHARS = 200
-HTTP = {"bad_request": 400, "too_large": 413, "unknown_voice": 400, "nothing_to_say": 400, "busy": 503,
+HTTP = {"bad_request": 400, "too_large": 413, "unknown_voice": 400, "forbidden": 403, "conflict": 409,
+        "nothing_to_say": 400, "busy": 503,
         "unavailable": 503, "timed_out": 503, "internal": 500}
-CLOSE = {"bad_request": 1008, "too_large": 1009, "unknown_voice": 1008, "nothing_to_say": 1008, "busy": 1013,
+CLOSE = {"bad_request": 1008, "too_large": 1009, "unknown_voice": 1008, "forbidden": 1008, "conflict": 1008,
+         "nothing_to_say": 1008, "busy": 1013,
          "unavailable": 1013, "timed_out": 1013, "internal": 1011}
 WYOMING = {"bad_request": "bad-request", "too_large": "too-long", "unknown_voice": "unknown-voice",
+           "forbidden": "forbidden", "conflict": "conflict",
            "nothing_to_say": "nothing-to-say", "busy": "busy", "unavailable": "unavailable",
            "timed_out": "timeout", "internal": "internal"}
 SIGNALS = {Tts: HTTP, TtsStream: HTTP, OpenAI: HTTP, KyutaiPost: HTTP, KyutaiWebSocket: CLOSE,

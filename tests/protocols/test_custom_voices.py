@@ -353,3 +353,54 @@ def test_a_custom_voice_is_in_wyoming_info(tiny_env, tmp_path):
         info = asyncio.run(describe())
     names = [voice.name for voice in info.tts[0].voices]
     assert "es:casa" in names and not any(name == "en:casa" for name in names)
+
+
+def test_a_voice_whose_making_timed_out_never_appears(tiny_env, tmp_path, monkeypatch):
+    """The client was told 503: the voice must not be on disk, now or after a restart, even when
+    the encoder had already passed its last check before the waiter gave up."""
+    from tts_service.engines.pocket import PocketEngine
+
+    store = tmp_path / "store"
+    env = voice_env(tiny_env, store, TTS_REQUEST_TIMEOUT="3")
+    real = PocketEngine.write_voice_state
+    written = threading.Event()
+
+    def slow_write(self, state, path):
+        real(state, path)
+        threading.Event().wait(4.0)  # past the waiter's timeout, after the encoder's abandoned check
+        written.set()
+
+    monkeypatch.setattr(PocketEngine, "write_voice_state", slow_write)
+    with running_app(env) as app:
+        base, server = serve(app)
+        try:
+            response = upload(base, "late")
+            assert written.wait(30), response.text
+            library = app.extensions["tts_service"].voice_library
+            library._encoder.shutdown(wait=True)  # the encoder thread finishes what it was doing
+        finally:
+            server.shutdown()
+    assert response.status_code == 503 and response.json()["error"]["code"] == "timeout"
+    assert stored_folders(store) == set()
+    monkeypatch.setattr(PocketEngine, "write_voice_state", real)
+    with running_app(env) as app:
+        assert app.test_client().get("/v1/audio/voices").get_json()["data"] == []
+
+
+def test_a_voice_made_for_another_model_says_so_and_how_to_make_it_again(tiny_env, tmp_path):
+    store = tmp_path / "store"
+    env = voice_env(tiny_env, store)
+    with running_app(env) as app:
+        client = app.test_client()
+        made = client.post("/v1/audio/voices", data={"name": "vieja", "audio_sample": (io.BytesIO(SAMPLE), "v.wav")},
+                           content_type="multipart/form-data").get_json()
+    meta_path = store / made["id"] / "voice.json"
+    meta = json.loads(meta_path.read_text())
+    meta["states"]["es"]["model"] = "kyutai/pocket-tts-older"  # as if the model was upgraded since
+    meta_path.write_text(json.dumps(meta))
+    with running_app(env) as app:
+        response = app.test_client().post("/tts", json={"text": TEXT, "voice": "vieja"})
+    body = response.get_json()
+    assert response.status_code == 400 and body["code"] == "voice_made_for_another_model"
+    assert "another 'es' model" in body["error"] and "POST /v1/audio/voices" in body["error"]
+    assert "kyutai/pocket-tts-older" in body["error"]

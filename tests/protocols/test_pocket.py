@@ -147,3 +147,21 @@ def test_one_voice_folder_serves_both_engines(make_app, tiny_env, tmp_path):
     assert listing["es"]["voices"] == ["maria"]
     assert "narrator" in listing["en"]["voices"] and "maria" not in listing["en"]["voices"]
     assert client.post("/tts", json={"text": "Hi.", "language": "en", "voice": "narrator"}).status_code == 200
+
+
+def test_a_decoder_thread_failure_is_logged_when_its_rows_leave(caplog):
+    """The chunk in flight is awaited as rows leave; if the decoder thread failed, the log says so."""
+    import concurrent.futures
+    import logging
+
+    from tts_service.engines.pocket import PocketEngine
+
+    engine = PocketEngine.__new__(PocketEngine)
+    engine.language = "es"
+    failed = concurrent.futures.Future()
+    failed.set_exception(RuntimeError("decoder broke"))
+    engine._decoding = failed
+    with caplog.at_level(logging.ERROR, logger="tts_service.engines.pocket.engine"):
+        engine._decoded_in_flight()
+    assert engine._decoding.result() == []
+    assert any("decoder broke" in record.getMessage() and record.exc_info for record in caplog.records)

@@ -113,10 +113,6 @@ def streaming_wav_header(sample_rate: int, channels: int = 1) -> bytes:
             + b"data" + struct.pack("<I", unknown))
 
 
-def is_silent(audio: np.ndarray, threshold: float = 1e-4) -> bool:
-    return audio.size == 0 or float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) < threshold
-
-
 def _encode_aac(audio: np.ndarray, sample_rate: int) -> bytes:
     """AAC in ADTS frames (what OpenAI's `aac` format is), through PyAV's bundled FFmpeg."""
     import av

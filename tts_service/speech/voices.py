@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from ..logs import public_model_id
 from ..routing import Route, Router, UnsupportedLanguageError, normalize_language
 from .refusals import BAD_REQUEST, UNKNOWN_VOICE, Refusal, unknown_voice_message
 
@@ -96,6 +97,13 @@ def _resolve_custom(router: Router, language: str | None, custom) -> Resolved:
                                    f"{engine.provider}, whose voice cloning Kyutai has not released; ask for a "
                                    f"Pocket TTS language: {', '.join(custom.public()['languages']) or 'none'}.",
                       param="voice", code="voice_cloning_unavailable")
+    made_for = custom.states.get(route.language, {}).get("model")
+    if not engine.knows_voice(route.language, custom.name) and made_for and made_for != engine.model_id:
+        raise Refusal(BAD_REQUEST, f"Custom voice {custom.name!r} was made for another {route.language!r} model "
+                                   f"({public_model_id(made_for)}; this server now runs "
+                                   f"{public_model_id(engine.model_id)}), and its recording was not kept. Make it "
+                                   "again with POST /v1/audio/voices from a recording, or serve the model it was "
+                                   "made for.", param="voice", code="voice_made_for_another_model")
     if not engine.knows_voice(route.language, custom.name):
         raise Refusal(BAD_REQUEST, f"Custom voice {custom.name!r} was made while the {route.language!r} model was "
                                    f"not loaded, so that language cannot speak it; it speaks: "

@@ -14,7 +14,7 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -52,11 +52,6 @@ class _Slot:
     offset: int = 0
     words_seen: int = 0
     text_complete: bool = True
-
-
-@dataclass
-class _Pending:
-    resets: list[int] = field(default_factory=list)
 
 
 class DsmEngine(Engine):
@@ -413,7 +408,7 @@ class DsmEngine(Engine):
             return True
         return sum(1 for e in entries if e.tokens) >= lookahead + 1
 
-    def step(self) -> bool:
+    def step(self) -> list[SlotOutput] | None:
         torch = self._torch
         tts = self._model
         delay_steps = tts.delay_steps

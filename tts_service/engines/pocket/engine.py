@@ -145,7 +145,6 @@ class PocketEngine(Engine):
         self._decoding: concurrent.futures.Future | None = None  # the chunk the decoder thread is on
         self._own_threads: int | None = None  # the worker's torch threads for a batch (`_threads_for`)
         self._voice_dir = Path(settings.voice_dir).expanduser() if settings.voice_dir else None
-        self._stop = threading.Event()
         self.library = None  # the service's VoiceLibrary (voice_library.py): voices made while it runs
         self._word_heads: tuple = ()  # layer:head pairs whose attention times the words
 
@@ -545,7 +544,8 @@ class PocketEngine(Engine):
             decoding, self._decoding = self._decoding, None
             try:
                 result = decoding.result()
-            except Exception:
+            except Exception as exc:  # its rows' audio is lost; the rows end at their next step
+                logger.error("the Pocket TTS decoder thread failed (%s): %s", self.language, exc, exc_info=exc)
                 result = []
             done = concurrent.futures.Future()
             done.set_result(result)

@@ -112,7 +112,7 @@ class Rules:
     def __init__(self) -> None:
         figure = _FIGURE.replace(r"[\u00a0\u202f]", r"[ \u00a0\u202f]") if self.space_groups else _FIGURE
         symbols = "|".join(re.escape(s) for s in sorted(
-            (c for c in self.currencies if not c[0].isalpha()), key=len, reverse=True)) or r"(?!x)x"
+            (c for c in self.currencies if not c.isalpha()), key=len, reverse=True)) or r"(?!x)x"
         self.master = re.compile(
             rf"(?P<phone>{self.phone})"
             rf"|(?P<fig>(?P<sign>(?<![\w.,\-/:+])[-−+](?=\d|(?:{symbols})\d))?"
@@ -134,9 +134,11 @@ class Rules:
     def abbreviation_pattern(self) -> str:
         if not self.abbreviations:
             return r"(?!x)x"
-        plain = [k for k in self.abbreviations if k[-1].isalnum()]
-        marked = [k for k in self.abbreviations if not k[-1].isalnum()]
-        return rf"(?:(?:{alternation(marked)})|(?:{alternation(plain)})(?![\w]))"
+        parts = []
+        for key in sorted(self.abbreviations, key=len, reverse=True):
+            pattern = rf"{SPACE}?".join(re.escape(piece) for piece in key.split(" "))
+            parts.append(pattern + (r"(?![\w])" if key[-1].isalnum() else ""))
+        return "(?:" + "|".join(parts) + ")"
 
     def cardinal(self, n: int, gender: str = "n") -> str | None:
         """`n` in words; gender "n" is the form used for counting ("uno"), "m"/"f" before a noun."""
@@ -206,9 +208,22 @@ class Rules:
         match = self.next_word.match(text, end)
         return (match.group(1), match.end(1)) if match else (None, end)
 
+    feminine_words: frozenset[str] = frozenset()
+    masculine_words: frozenset[str] = frozenset()
+    feminine_end = re.compile(r"(?!x)x")
+
     def gender_of(self, word: str | None) -> str | None:
-        """"m", "f", or None (no noun known to follow)."""
-        return None
+        """"m", "f", or None (no noun known to follow): a small lexicon, then the noun's ending."""
+        if not word:
+            return None
+        low = word.lower()
+        if low in self.stop_words:
+            return None
+        if low in self.feminine_words:
+            return "f"
+        if low in self.masculine_words:
+            return "m"
+        return "f" if self.feminine_end.search(low) else "m"
 
     def gender_before(self, before: str) -> str | None:
         return None
@@ -252,8 +267,7 @@ class Rules:
         written = match.group("phone")
         groups = re.findall(r"\+|\d+", written)
         words = [self.words["plus"] if g == "+" else self.digits(g) for g in groups]
-        return Reading(match.start("phone"), match.end("phone"), ", ".join(words).replace(
-            self.words["plus"] + ",", self.words["plus"]))
+        return Reading(match.start("phone"), match.end("phone"), " ".join(words))
 
     def read_abbreviation(self, text: str, match: re.Match) -> Reading | None:
         written = match.group("abbr")
@@ -270,7 +284,11 @@ class Rules:
             rest = text[end:end + 3]
             if rest.strip() == "" and end + len(rest) >= len(text) or re.match(r"\s+[A-ZÁÉÍÓÚÑ¿¡]", rest):
                 spoken += "."
-        return Reading(match.start("abbr"), end, spoken)
+        start = match.start("abbr")
+        if written[:1].isupper() and re.search(r"(?:^|[.!?¿¡:]\s*)$", text[max(0, start - 3):start]) \
+                and (start < 3 or text[:start].strip() == "" or not text[:start].rstrip()[-1:].isalnum()):
+            spoken = spoken[:1].upper() + spoken[1:]  # the first word of a sentence
+        return Reading(start, end, spoken)
 
     @lru_cache(maxsize=None)  # noqa: B019 - one table per language object, which live for ever
     def abbreviation_lookup(self) -> dict[str, str]:
@@ -326,7 +344,7 @@ class Rules:
                 second = int(match.group(3)) if match.group(3) else None
                 if hour <= 24 and minute < 60 and (second is None or second < 60):
                     suffix = self.time_suffix.match(text, end)
-                    spoken = self.time_words(hour, minute, second, before, suffix is not None)
+                    spoken = self.time_words(hour, minute, second, before, suffix.group() if suffix else "")
                     if spoken:
                         return spoken, suffix.end() if suffix else end
             date = self.parse_date(written, before)
@@ -430,10 +448,9 @@ class Rules:
         if mark == "/":
             if 2 <= b <= 10 and a < 100 and not (self.article_before(before) and b <= 12 and 1 <= a <= 31):
                 return self.fraction_words(a, b, noun), end
-            if 1 <= a <= 31 and 1 <= b <= 12:
-                d, m = (b, a) if self.date_order == "mdy" else (a, b)
-                if 1 <= d <= 31 and 1 <= m <= 12:
-                    return self.date_words(d, m, None, before=before), end
+            d, m = (b, a) if self.date_order == "mdy" else (a, b)
+            if 1 <= d <= 31 and 1 <= m <= 12:
+                return self.date_words(d, m, None, before=before), end
             return None, end
         suffix = self.suffix.match(text, end)
         unit = self.units.get(suffix.group("unit")) if suffix and suffix.lastgroup == "unit" else None
@@ -474,7 +491,7 @@ class Rules:
     def money_words(self, number: Number, currency: tuple) -> str:
         singular, plural, gender, cent, cents = currency
         whole = number.whole
-        name = singular if whole == 1 and not number.fraction else plural
+        name = singular if whole == 1 else plural
         words = self.cardinal(whole, gender)
         if whole and whole % 1_000_000 == 0 and self.words.get("of"):
             name = f"{self.words['of']} {plural}"
