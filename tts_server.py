@@ -7,6 +7,7 @@ For production, gunicorn imports the factory instead: `gunicorn 'tts_server:crea
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 from tts_service import create_app, get_service
@@ -25,10 +26,11 @@ def main() -> int:
     configure_logging(settings)
     try:
         app = create_app(settings)
-        get_service(app).start()
+        service = get_service(app).start()
     except ValueError as exc:  # ConfigError too: a bad route, a Wyoming port in use
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGHUP, lambda *_: service.reload_lexicon())  # the lexicon, edited in place
     logging.getLogger("tts_server").info("serving on http://%s:%d", settings.host, settings.port)
     app.run(host=settings.host, port=settings.port, threaded=True, debug=False, use_reloader=False)
     return 0

@@ -311,6 +311,12 @@ class Settings:
                                    "Largest request body accepted; larger is a 413.")
     clean_text: bool = _setting("TTS_CLEAN_TEXT", True, _bool,
                                 "Turn Markdown, emoji, URLs and symbols into speakable text (per request: \"clean\").")
+    normalize: bool = _setting("TTS_NORMALIZE", True, _bool,
+                               "Read figures, money, dates, times, units and abbreviations aloud as a person "
+                               "would, in the request's language (per request: \"normalize\").")
+    lexicon: str = _setting("TTS_LEXICON", "", _optional,
+                            doc="A pronunciation lexicon: lines of language<TAB>written<TAB>spoken ('*' for every "
+                                "language), whole words; checked at start, read again on SIGHUP.")
     cache_bytes: int = _setting("TTS_CACHE_BYTES", 64 * 1024 * 1024, _non_negative(int),
                                 "Memory for cached audio, in bytes; 0 disables the cache.")
     http_threads: int = _setting("TTS_HTTP_THREADS", 64, _positive(int),

@@ -11,9 +11,10 @@ import logging
 from flask import current_app
 
 from .audio.cache import AudioCache
-from .config import Settings
+from .config import ConfigError, Settings
 from .metrics import Metrics
 from .routing import Router
+from .text.lexicon import EMPTY, Lexicon, LexiconError
 from .speech.slots import SessionSlots
 from .voices.library import VoiceLibrary
 
@@ -30,6 +31,7 @@ class Service:
         self.cache = AudioCache(settings.cache_bytes) if settings.cache_bytes else None
         self.slots = SessionSlots(settings.session_slot_share)
         self.voice_library = VoiceLibrary(settings, self.router)
+        self.lexicon = load_lexicon(settings)
         self.doors: list = []  # servers beside the HTTP app (Wyoming), started and stopped with the workers
         self.started = False
 
@@ -50,12 +52,32 @@ class Service:
                 raise
         return self
 
+    def reload_lexicon(self) -> bool:
+        """Read TTS_LEXICON again (on SIGHUP); a file that became invalid keeps the last good one."""
+        try:
+            self.lexicon = load_lexicon(self.settings)
+        except ConfigError as exc:
+            logger.error("the lexicon was not reloaded: %s", exc)
+            return False
+        logger.info("lexicon reloaded: %d entries", len(self.lexicon))
+        return True
+
     def stop(self, timeout: float | None = None) -> None:
         """Close the other doors first, then let the workers finish what they accepted."""
         for door in reversed(self.doors):
             door.stop(timeout=10.0 if timeout is None else min(timeout, 10.0))
         self.router.stop(timeout)
         self.voice_library.close()
+
+
+def load_lexicon(settings: Settings) -> Lexicon:
+    """The operator's lexicon (TTS_LEXICON), or none; a ConfigError names the file and the line."""
+    if not settings.lexicon:
+        return EMPTY
+    try:
+        return Lexicon.load(settings.lexicon)
+    except LexiconError as exc:
+        raise ConfigError(f"TTS_LEXICON: {exc}") from None
 
 
 def get_service(app=None) -> Service:

@@ -94,7 +94,8 @@ def speech():
         raise _param_error("'instructions' must be a string.", "instructions")
     request_ = SpeechRequest(text=body.get("input"), language=body.get("language"),
                              voice=None if voice in OPENAI_VOICES else voice,
-                             clean=flag(body, "clean", settings.clean_text), text_field="input")
+                             clean=flag(body, "clean", settings.clean_text),
+                             normalize=flag(body, "normalize", settings.normalize), text_field="input")
     _check_model(model, resolve(service.router, request_.language, request_.voice).route)
     fmt, rate = check_output(body.get("response_format", "mp3"), body.get("sample_rate"), RESPONSE_FORMATS,
                              format_field="response_format")

@@ -27,7 +27,8 @@ def speech_request(body: dict, formats: tuple[str, ...]) -> tuple[SpeechRequest,
     model's) and whether words were asked for."""
     settings = get_service().settings
     speech = SpeechRequest(text=body.get("text"), language=body.get("language"), voice=body.get("voice"),
-                           clean=flag(body, "clean", settings.clean_text))
+                           clean=flag(body, "clean", settings.clean_text),
+                           normalize=flag(body, "normalize", settings.normalize))
     fmt, rate = check_output(body.get("format", "wav"), body.get("sample_rate"), formats)
     words = body.get("words", body.get("timestamps", False))
     if not isinstance(words, bool):

@@ -85,6 +85,11 @@ class Scheduler:
         self._on_done = on_done
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._pending: collections.deque[Job] = collections.deque()
+        # Jobs submitted and not yet in a row (queued, pending, or being admitted), counted in one
+        # place under a lock: a job moving from the queue to the pending list or into the engine is
+        # in neither for a moment, and a request sent then would be promised a wait too short.
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._accepting = True
         self._preload = False
@@ -160,15 +165,18 @@ class Scheduler:
             self.prepare(request)
         elif not self._accepting:
             raise EngineUnavailableError("the service is shutting down")
-        finish = self.predicted_finish()
-        if finish is not None and finish > self.timeout:
-            raise QueueFullError(f"a request now would end in about {finish:.0f} s, past the request timeout",
-                                 retry_after=math.ceil(finish - self.timeout))
         job = Job(request, self.engine.sample_rate, self.timeout)
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise QueueFullError(f"{self.queue_depth} requests are already waiting") from None
+        with self._waiting_lock:  # one request at a time is promised a wait, counting those before it
+            finish = self.predicted_finish()
+            # The promise keeps the rows' margin: steps that slow down by less than it still end in time.
+            if finish is not None and finish * max(self.realtime_margin, 1.0) > self.timeout:
+                raise QueueFullError(f"a request now would end in about {finish:.0f} s, too near the request "
+                                     "timeout", retry_after=max(math.ceil(finish - self.timeout), 1))
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                raise QueueFullError(f"{self.queue_depth} requests are already waiting") from None
+            self._waiting += 1
         self.stats.count("submitted")
         return job
 
@@ -183,7 +191,7 @@ class Scheduler:
         rows = rows_in_real_time(self.step_cost, self.engine.frame_seconds, self.realtime_margin,
                                  self.engine.max_slots)
         step = self.step_cost.predict(rows) or self.engine.frame_seconds / self.realtime_margin
-        ahead = len(self._pending) + self._queue.qsize()
+        ahead = self._waiting
         beyond = max(ahead + 1 - max(rows - self.active, 0), 0)
         return (math.ceil(beyond / rows) + 1) * self.job_steps * step
 
@@ -265,6 +273,7 @@ class Scheduler:
             except EngineError as exc:
                 while self._pending:
                     self._pending.popleft().fail(EngineUnavailableError(f"model failed to load: {exc}"))
+                    self._left_waiting()
                 return
         now = time.monotonic()
         for job in list(self._pending):
@@ -272,10 +281,12 @@ class Scheduler:
                 self._pending.remove(job)
                 self.stats.count("cancelled")
                 job.fail(JobCancelled("client disconnected"))
+                self._left_waiting()
             elif job.expired(now):
                 self._pending.remove(job)
                 self.stats.count("expired")
                 job.fail(TimeoutError("request waited longer than the request timeout"))
+                self._left_waiting()
         while self._pending and self.engine.free_slots() > 0:
             # Someone is listening to a stream as it comes: it goes before a whole text, which is
             # answered only at its end, and takes the rows streams leave; each kind in arrival order.
@@ -297,6 +308,12 @@ class Scheduler:
                 logger.warning("could not start job %s: %s", job.id, exc)
                 self.stats.count("failed")
                 job.fail(exc)
+            finally:
+                self._left_waiting()
+
+    def _left_waiting(self) -> None:
+        with self._waiting_lock:
+            self._waiting -= 1
 
     def _drop_abandoned(self) -> None:
         if not self.engine.is_loaded:

@@ -17,6 +17,7 @@ class SpeechRequest:
     voice: str | None = None
     voice_policy: str = STRICT  # or FALLBACK: an unknown voice speaks with the default one
     clean: bool = False  # an LLM's Markdown made speakable (whole texts, or streamed sentence by sentence)
+    normalize: bool | None = None  # figures read aloud (spoken forms); None: TTS_NORMALIZE
     max_audio_seconds: float | None = None  # None: TTS_MAX_AUDIO_SECONDS
     text_field: str = "text"  # how the surface names the text, for its messages
     listening: bool = True  # played as it comes; False when the answer is the whole audio at its end

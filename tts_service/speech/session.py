@@ -48,12 +48,14 @@ from ..text.pauses import MAX_BREAK_SECONDS, split_breaks, unfinished_tag
 from ..routing import Route
 from ..scheduler import Job
 from ..text.markdown import group_sentences, split_sentences
+from ..text.markup import unfinished_markup
 from .clauses import ClauseCutter
 from .events import Audio, Done, Error, Event, Word
 from .request import SpeechRequest
 from .failures import as_refusal
 from .refusals import BAD_REQUEST, BUSY, TOO_LARGE, Refusal, nothing_to_say
-from ..text.checks import check_length, check_text, complete_sentences, check_whole_text, has_speech, prepare_text, speech_parts
+from ..text.checks import (AS_WRITTEN, Reading, check_length, check_text, check_whole_text, complete_sentences, has_speech, prepare_text,
+                           speech_parts)
 from .voices import FALLBACK, Resolved, resolve
 
 logger = logging.getLogger(__name__)
@@ -112,6 +114,12 @@ class _Piece:
         self.job: Job | None = None
 
 
+def reading_for(service, request: SpeechRequest) -> Reading:
+    """How this request's figures are read: its own "normalize", else the service's, with its lexicon."""
+    normalize = service.settings.normalize if request.normalize is None else request.normalize
+    return Reading(normalize, service.lexicon) if normalize else AS_WRITTEN
+
+
 class Session:
     """Text in, tagged events out; see the module docstring."""
 
@@ -127,6 +135,7 @@ class Session:
         self.voice: str | None = None
         self.embedding = None
         self.whole = not request.streamed
+        self.reading = reading_for(service, request)
         self.max_audio_seconds = request.max_audio_seconds or self.settings.max_audio_seconds
         self.ended = False
         self.cancelled = False
@@ -172,7 +181,7 @@ class Session:
             if self.voice and self.route.engine.capabilities.streams_text:
                 self._check_voice()
             if self.whole:
-                self._plan_whole(prepare_text(text, self.route.language, request.clean))
+                self._plan_whole(prepare_text(text, self.route.language, request.clean, self.reading))
         except BaseException:
             self._release()
             self._cancel_jobs()
@@ -350,8 +359,10 @@ class Session:
         if final:
             done, self._raw = [self._raw], ""
         else:
-            done, self._raw = complete_sentences(self._raw)
-        cleaned = (prepare_text(sentence, self.route.language, True) for sentence in done)
+            held = unfinished_markup(self._raw)  # a <say-as>/<sub> still arriving is read whole
+            done, rest = complete_sentences(self._raw[:held])
+            self._raw = rest + self._raw[held:]
+        cleaned = (prepare_text(sentence, self.route.language, True, self.reading) for sentence in done)
         return "".join(f"{sentence} " for sentence in cleaned if sentence)
 
     def _release_text(self, final: bool) -> None:

@@ -12,7 +12,7 @@ from ..audio.cache import AudioCache, CachedAudio
 from .events import Audio, Done, Error, EventQueue, Word
 from .refusals import TIMED_OUT, Refusal
 from .request import SpeechRequest
-from .session import Session
+from .session import Session, reading_for
 from ..text.checks import check_text, check_whole_text
 from .voices import resolve
 
@@ -59,13 +59,19 @@ def speak(service, request: SpeechRequest, watch=None) -> Spoken:
                   session.route, session.word_times)
 
 
+def reading_key(service, request: SpeechRequest) -> str:
+    reading = reading_for(service, request)
+    return f"{reading.normalize}:{reading.lexicon.fingerprint}" if reading.normalize else "as-written"
+
+
 def cache_key(service, request: SpeechRequest, fmt: str, speed: float, rate: int | None = None) -> str:
     resolved = resolve(service.router, request.language, request.voice, request.voice_policy)
     engine = resolved.route.engine
     return AudioCache.key(engine=resolved.route.key, model=engine.model_id, language=resolved.language,
                           voice=resolved.voice or engine.voices(resolved.language)[1], custom=resolved.custom_id,
                           text=request.text,
-                          clean=request.clean, format=fmt, speed=speed, rate=rate,
+                          clean=request.clean, reading=reading_key(service, request), format=fmt, speed=speed,
+                          rate=rate,
                           max_seconds=service.settings.max_audio_seconds, **engine.sampling())
 
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
+from . import spoken
+from .lexicon import EMPTY, Lexicon
+from .markup import has_markup, split_markup
 from .pauses import clean_keeping_breaks, split_breaks
 from .markdown import has_speech, speakable, split_sentences
 from ..speech.refusals import BAD_REQUEST, TOO_LARGE, Refusal, nothing_to_say
@@ -48,10 +52,47 @@ def check_whole_text(text, limit: int, field: str = "text") -> str:
     return text
 
 
-def prepare_text(text: str, language: str, clean: bool) -> str:
-    """What the engine will be asked to say, pause tags kept; empty when nothing speakable is left."""
+@dataclass(frozen=True)
+class Reading:
+    """How figures are read: spoken forms on or off, and the operator's lexicon (applied first)."""
+
+    normalize: bool = True
+    lexicon: Lexicon = EMPTY
+
+
+AS_WRITTEN = Reading(normalize=False)
+
+
+def prepare_text(text: str, language: str, clean: bool, reading: Reading = Reading()) -> str:
+    """What the engine will be asked to say, pause tags kept; empty when nothing speakable is left.
+
+    Markdown is made speakable first (`clean`), then figures are read (`reading`), line by line and
+    before sentences are cut, so that "Sr.", "3.º" and "1.500" never end one; `<say-as>` and `<sub>`
+    stretches are read as they ask, whatever the rest."""
     text = check_text(text)
-    return clean_keeping_breaks(text, lambda part: speakable(part, language)) if clean else text.strip()
+
+    def figures(line: str) -> str:
+        if not reading.normalize:
+            return line
+        return spoken.say(reading.lexicon.apply(line, language), language)
+
+    def plain(part: str) -> str:
+        return speakable(part, language, figures if reading.normalize else None) if clean else figures(part.strip())
+
+    def words(part: str) -> str:
+        if not has_markup(part):
+            return plain(part)
+        said = []
+        for piece in split_markup(part):
+            if piece.alias is not None:
+                said.append(" ".join(piece.alias.split()))
+            elif piece.say_as is not None:
+                said.append(spoken.read_as(piece.say_as, piece.text, language) or " ".join(piece.text.split()))
+            else:
+                said.append(plain(piece.text))
+        return " ".join(filter(None, said))
+
+    return clean_keeping_breaks(text, words)
 
 
 def speech_parts(text: str) -> list[tuple[str, float]]:

@@ -10,6 +10,7 @@ alternation per language (linear in the text).
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from .spoken.common import Reading, apply
@@ -64,6 +65,13 @@ class Lexicon:
             seen[(code, written)] = number
             entries.setdefault(code, {})[written] = spoken
         return cls(entries)
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever an entry does: part of the cache key of audio spoken with this lexicon."""
+        listed = sorted((language, written, spoken) for language, table in self.entries.items()
+                        for written, spoken in table.items())
+        return hashlib.sha256(repr(listed).encode("utf-8")).hexdigest()[:16]
 
     def __len__(self) -> int:
         return sum(len(table) for table in self.entries.values())

@@ -17,6 +17,8 @@ from functools import lru_cache
 from markdown_it import MarkdownIt
 from markdown_it import rules_block as markdown_rules
 
+from .spoken import not_sentence_ends
+
 # Words said for symbols and markers, per language (English is the fallback).
 WORDS = {
     "es": {"and": "y", "percent": "por ciento", "euros": "euros", "dollars": "dólares", "at": "arroba",
@@ -274,13 +276,18 @@ def _number_words(line: str, words: dict) -> str:
     return "".join(out)
 
 
-def _say(line: str, words: dict) -> str:
-    """One line of parsed Markdown as words: links, e-mails, amounts and symbols spoken, the rest dropped."""
+def _say(line: str, words: dict, figures=None) -> str:
+    """One line of parsed Markdown as words: links, e-mails, figures and symbols spoken, the rest dropped.
+
+    `figures` reads numbers, money, dates and abbreviations in the language (spoken forms); what it
+    leaves as digits still gets its currency, percent and degree signs said."""
     line = " ".join(line.split())
     if not line:
         return line
     line = _URL.sub(lambda m: _url_words(m.group(), words), line)
     line = _EMAIL.sub(lambda m: _email_words(m, words), line)
+    if figures is not None:
+        line = figures(line)
     line = _number_words(line, words)
     line = _AMPERSAND.sub(f" {words['and']} ", line)
     line = _PLUS.sub(words["plus"], line)
@@ -299,15 +306,16 @@ def _end_line(line: str) -> str:
     return line
 
 
-def speakable(text: str, language: str = "en") -> str:
-    """What a person would read aloud from an LLM's Markdown answer; numbers stay as digits."""
+def speakable(text: str, language: str = "en", figures=None) -> str:
+    """What a person would read aloud from an LLM's Markdown answer; numbers stay as digits unless
+    `figures` (a line's text -> its figures read aloud) is given."""
     words = WORDS.get(language, WORDS["en"])
     said: list[tuple[str, bool]] = []
     for line, alone in _markdown_lines(_sanitize(text), words):
         if isinstance(line, list):
-            line = ", ".join(cell for cell in (_say(c, words) for c in line) if has_speech(cell))
+            line = ", ".join(cell for cell in (_say(c, words, figures) for c in line) if has_speech(cell))
         else:
-            line = _say(line, words)
+            line = _say(line, words, figures)
         if has_speech(line):
             said.append((line, alone))
     # Every line but the last ends with a stop, so that line breaks are heard as pauses.
@@ -331,7 +339,7 @@ def _is_abbreviation(word: str) -> bool:
     while start and (word[start - 1].isalnum() or word[start - 1] == "."):
         start -= 1
     core = word[start:]
-    if core in _ABBREVIATIONS:
+    if core in _ABBREVIATIONS or core in not_sentence_ends():
         return True
     return bool(core) and all(len(part) == 1 and part.isupper() for part in core.split("."))
 

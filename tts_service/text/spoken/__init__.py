@@ -10,13 +10,14 @@ Pure Python over CLDR's number rules (`unicode_rbnf`); linear time; never raises
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import re
 
 from .common import Number, Reading, Rules, apply, roman_value
 
-__all__ = ["LANGUAGES", "Reading", "read_as", "readings", "rules_for", "say"]
+__all__ = ["LANGUAGES", "Reading", "not_sentence_ends", "read_as", "readings", "rules_for", "say"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,21 @@ def rules_for(language: str) -> Rules | None:
     if rules is None:
         rules = _RULES[code] = importlib.import_module(f"{__name__}.{code}").RULES
     return rules
+
+
+@functools.cache
+def not_sentence_ends() -> frozenset[str]:
+    """Words (without their dot) after which a dot never ends a sentence, in any language: titles
+    before a name ("Sr.", "Dr.") and the first parts of abbreviations written in several ("EE. UU.",
+    "p. ej."), so that a stream is cut into sentences where the whole text would be."""
+    words = set()
+    for code in LANGUAGES:
+        rules = rules_for(code)
+        words |= {title.rstrip(".") for title in rules.titles}
+        for key in rules.abbreviations:
+            pieces = key.split(" ")
+            words |= {piece.rstrip(".") for piece in pieces[:-1]}
+    return frozenset(word for word in words if word)
 
 
 def readings(text: str, language: str) -> list[Reading]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from .common import LETTER, SPACE, Number, Rules
+from .common import LETTER, SPACE, Number, Rules, spell
 
 # Nouns that are feminine without the endings the heuristic knows, and masculine ones that have them.
 FEMININE = frozenset("""
@@ -157,7 +157,6 @@ class Spanish(Rules):
         return bool(_ARTICLE.search(before))
 
     def ordinal(self, n: int, gender: str = "m", before_noun: bool = False) -> str | None:
-        from .common import spell
         if n >= 10 ** 9:
             return None
         if gender == "f":
@@ -207,7 +206,6 @@ class Spanish(Rules):
         return f"de {first} a {second}"
 
     def fraction_words(self, a: int, b: int, noun: str | None) -> str:
-        from .common import spell
         gender = self.gender_of(noun)
         if a == 1 and b == 2 and gender:
             return "media" if gender == "f" else "medio"
