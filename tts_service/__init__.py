@@ -8,8 +8,8 @@ from flask import Flask
 
 from .config import Settings
 from .heap import cap_arenas
-from .routes import (custom_voices, health, kyutai, openai as openai_routes, openapi, security, stream, tts, voices,
-                     web, websocket, ws_json)
+from .routes import (custom_voices, health, kyutai, normalize, openai as openai_routes, openapi, security, stream,
+                     tts, voices, web, websocket, ws_json)
 from .routes.errors import register_error_handlers
 from .routes.wyoming_server import WyomingServer
 from .service import Service, get_service
@@ -31,8 +31,8 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
 
     # kyutai and ws_json add their routes to the shared WebSocket blueprint (one key check, one budget).
     assert kyutai.bp is ws_json.bp is websocket.bp
-    for blueprint in (health.bp, web.bp, openai_routes.bp, voices.bp, custom_voices.bp, tts.bp, stream.bp, openapi.bp,
-                      websocket.bp):
+    for blueprint in (health.bp, web.bp, openai_routes.bp, voices.bp, custom_voices.bp, tts.bp, stream.bp, normalize.bp,
+                      openapi.bp, websocket.bp):
         app.register_blueprint(blueprint)
     security.install(app, settings, service.metrics)  # after the blueprints: it budgets them by name
     if settings.resolved_wyoming_uri() and not any(isinstance(door, WyomingServer) for door in service.doors):

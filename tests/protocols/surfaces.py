@@ -62,7 +62,7 @@ class Surface:
         self.ws_base = "ws" + base[len("http"):]
         self.wyoming_port = wyoming_port
 
-    def speak(self, text: str, language: str | None, voice: str | None) -> Verdict:
+    def speak(self, text: str, language: str | None, voice: str | None, pieces: list[str] | None = None) -> Verdict:
         raise NotImplementedError
 
     def leave(self, text: str, language: str) -> None:
@@ -82,7 +82,7 @@ class Tts(Surface):
         return requests.post(self.base + self.path, data=self.body(text, language, voice),
                              headers={"Content-Type": "application/json"}, timeout=180, stream=stream)
 
-    def speak(self, text, language, voice) -> Verdict:
+    def speak(self, text, language, voice, pieces=None) -> Verdict:
         response = self.post(text, language, voice)
         if response.status_code != 200:
             assert response.headers["Content-Type"].startswith("application/json")
@@ -153,11 +153,12 @@ class JsonWebSocket(Surface):
         query = {k: v for k, v in {"language": language, "voice": voice}.items() if v is not None}
         return f"{self.ws_base}/ws/tts?{urlencode(query)}"
 
-    def speak(self, text, language, voice) -> Verdict:
+    def speak(self, text, language, voice, pieces=None) -> Verdict:
         pcm, error = b"", None
         with connect(self.url(language, voice), open_timeout=30, max_size=None) as ws:
             try:
-                ws.send(json.dumps({"type": "text", "text": text}))
+                for piece in pieces or [text]:
+                    ws.send(json.dumps({"type": "text", "text": piece}))
                 ws.send(json.dumps({"type": "end"}))
             except ConnectionClosed:
                 pass
@@ -191,12 +192,13 @@ class KyutaiWebSocket(Surface):
                  if v is not None}
         return f"{self.ws_base}/api/tts_streaming?{urlencode(query)}"
 
-    def speak(self, text, language, voice) -> Verdict:
+    def speak(self, text, language, voice, pieces=None) -> Verdict:
         pcm = []
         with connect(self.url(language, voice), open_timeout=30, max_size=None) as ws:
             try:
                 # surrogatepass: a lone surrogate goes out as the invalid bytes a broken client would send.
-                ws.send(msgpack.packb({"type": "Text", "text": text}, unicode_errors="surrogatepass"))
+                for piece in pieces or [text]:
+                    ws.send(msgpack.packb({"type": "Text", "text": piece}, unicode_errors="surrogatepass"))
                 ws.send(msgpack.packb({"type": "Eos"}))
             except ConnectionClosed:
                 pass
@@ -251,7 +253,7 @@ class Wyoming(Surface):
     def requests(self, text, language, voice) -> list:
         return [Synthesize(text=text, voice=self.voice(language, voice)).event()]
 
-    def speak(self, text, language, voice) -> Verdict:
+    def speak(self, text, language, voice, pieces=None) -> Verdict:
         events = asyncio.run(self._events(text, language, voice))
         errors = [WyomingError.from_event(e) for e in events if WyomingError.is_type(e.type)]
         if errors:
@@ -268,11 +270,19 @@ class Wyoming(Surface):
 class WyomingStream(Wyoming):
     name = "Wyoming synthesize-start/chunk/stop"
     streamed_text = True
+    pieces = None  # the text as the chunks an LLM's tokens would make
     last = ("synthesize-stopped",)
 
     def requests(self, text, language, voice) -> list:
-        return [SynthesizeStart(voice=self.voice(language, voice)).event(), SynthesizeChunk(text=text).event(),
-                SynthesizeStop().event()]
+        return [SynthesizeStart(voice=self.voice(language, voice)).event(),
+                *(SynthesizeChunk(text=piece).event() for piece in self.pieces or [text]), SynthesizeStop().event()]
+
+    def speak(self, text, language, voice, pieces=None) -> Verdict:
+        self.pieces = pieces
+        try:
+            return super().speak(text, language, voice)
+        finally:
+            self.pieces = None
 
 
 SURFACES = (Tts, TtsStream, OpenAI, KyutaiPost, JsonWebSocket, KyutaiWebSocket, Wyoming, WyomingStream)

@@ -212,3 +212,61 @@ def test_a_client_that_leaves_mid_answer_has_its_work_freed(long_answers, surfac
         time.sleep(0.1)
     assert scheduler.active == 0 and scheduler.queue_depth == 0 and service.slots.used("dsm") == 0
     assert scheduler.stats.cancelled > cancelled, "the answer ran to its end instead of being dropped"
+
+
+# -- what is said: figures read the same on every surface, whole or streamed as an LLM's tokens ----
+# language: [(the text as the tokens an LLM streams, what the engine is given)]
+SPOKEN = {
+    "es": [
+        (["El café cuesta 1", ",50", " €", " y el menú 12", " €."],
+         "El café cuesta un euro con cincuenta céntimos y el menú doce euros."),
+        (["Quedan 2", "1 pá", "ginas y 3", " días. ", "Nos vemos a las 14", ":30", "."],
+         "Quedan veintiuna páginas y tres días. Nos vemos a las catorce treinta."),
+        (["El Sr", ". García vive en EE", ". UU", ". desde 19", "90."],
+         "El señor García vive en Estados Unidos desde mil novecientos noventa."),
+        (["Subió un 2", "5 % ", "en el siglo XX", "I."],
+         "Subió un veinticinco por ciento en el siglo veintiuno."),
+    ],
+    "en": [
+        (["It costs $5", ".99 on March 3", ", 2024."],
+         "It costs five dollars and ninety-nine cents on March third, twenty twenty-four."),
+    ],
+}
+
+
+@pytest.fixture
+def said(monkeypatch):
+    """What the text path hands the engine, request after request."""
+    from tts_service.speech import session
+
+    given: list[str] = []
+    real = session.prepare_text
+
+    def spy(*args, **kwargs):
+        text = real(*args, **kwargs)
+        given.append(text)
+        return text
+
+    monkeypatch.setattr(session, "prepare_text", spy)
+    return given
+
+
+@pytest.mark.parametrize("language", ["en", "es"], ids=["DSM", "Pocket TTS"])
+@pytest.mark.parametrize("surface", SURFACES, ids=[s.name for s in SURFACES])
+def test_figures_are_read_alike_whole_or_streamed_on_every_surface(both_engines, said, surface, language,
+                                                                    monkeypatch):
+    """Kyutai's protocol takes a word per message (its clients split an LLM's text at spaces); the
+    other streamed surfaces get the tokens as they come."""
+    base, app = both_engines
+    monkeypatch.setattr(app.extensions["tts_service"], "cache", None)  # each text is prepared, not replayed
+    client = surface(base, app.extensions["tts_service"].settings.wyoming_port)
+    failures = []
+    for pieces, spoken in SPOKEN[language]:
+        said.clear()
+        if surface is KyutaiWebSocket:
+            pieces = "".join(pieces).split()
+        verdict = client.speak("".join(pieces), language, None, pieces=pieces)
+        heard = " ".join(" ".join(said).split())
+        if verdict.outcome != "speech" or heard != spoken:
+            failures.append(f"{surface.name}: {''.join(pieces)!r} was given as {heard!r} ({verdict})")
+    assert not failures, "\n".join(failures)

@@ -48,6 +48,8 @@ def _tts_request(max_chars: int, languages: list[str], voices: list[str], format
                         "description": "Resample to this rate (the models speak at 24000 Hz)."},
         "words": {"type": "boolean", "description": "Return word timestamps."},
         "clean": {"type": "boolean", "description": "Turn Markdown, emoji and URLs into speakable text."},
+        "normalize": {"type": "boolean", "description": "Read figures, money, dates, times, units and "
+                                                        "abbreviations aloud (default TTS_NORMALIZE)."},
     }
     if voices:
         properties["voice"]["enum"] = voices
@@ -102,6 +104,20 @@ def build_spec(app) -> dict:
             "responses": {"200": {"description": "Chunked audio.",
                                   "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in AUDIO_TYPES}},
                           **_errors(400, 401, 413, 415, 429, 500, 503)}}},
+        "/normalize": {"post": {
+            "summary": "What the engine would be given for a text (cleaning, spoken forms, lexicon, markup), unspoken.",
+            "security": secured,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["text"], "additionalProperties": False,
+                "properties": {"text": tts_request["content"]["application/json"]["schema"]["properties"]["text"],
+                               "language": {"type": "string", "enum": router.languages},
+                               "voice": {"type": "string"}, "clean": {"type": "boolean"},
+                               "normalize": {"type": "boolean"}}}}}},
+            "responses": {"200": {"description": "The text as the engine would get it, and its language.",
+                                  "content": {"application/json": {"schema": {
+                                      "type": "object", "required": ["text", "language"],
+                                      "properties": {"text": {"type": "string"}, "language": {"type": "string"}}}}}},
+                          **_errors(400, 401, 413, 415, 429)}}},
         "/voices": {"get": {
             "summary": "The voices each language can use, and its default.",
             "security": secured,
@@ -131,7 +147,7 @@ def build_spec(app) -> dict:
                     "stream": {"type": "boolean", "description": "false: answer once the audio is whole."},
                     "speed": {"type": "number", "minimum": 0.25, "maximum": 4.0},
                     "language": {"type": "string", "enum": router.languages},
-                    "clean": {"type": "boolean"}}}}}},
+                    "clean": {"type": "boolean"}, "normalize": {"type": "boolean"}}}}}},
             "responses": {"200": {"description": "Audio, streamed as it is made, or OpenAI's server-sent events.",
                                   "content": {**{t: {"schema": {"type": "string", "format": "binary"}} for t in AUDIO_TYPES},
                                               "text/event-stream": {"schema": SSE_EVENT}}},

@@ -36,7 +36,7 @@ OPEN_ENDPOINTS = {"health.health", "openapi.spec", "openapi.docs", "static"}
 # The WebSocket handlers check the key themselves, to answer with an error message in-protocol.
 OPEN_BLUEPRINTS = {"web", "websocket"}
 # Every route that makes a model speak shares one budget per client.
-SYNTHESIS_BLUEPRINTS = {"tts", "stream", "websocket"}
+SYNTHESIS_BLUEPRINTS = {"tts", "stream", "normalize", "websocket"}  # /normalize: the same text path, the same budget
 SYNTHESIS_ENDPOINTS = {"openai.speech", "custom_voices.create"}  # making a voice costs a model's time too
 # Changing the voice library needs TTS_ADMIN_KEY when it is set (else the API key).
 ADMIN_ENDPOINTS = {"custom_voices.create", "custom_voices.delete"}

@@ -226,7 +226,7 @@ class Session:
         text = check_text(text)
         if text.strip():
             self.started_text = True
-        if self.request.clean:
+        if self.request.clean or self.reading.normalize:
             text = self._clean_sentences(text, final=False)
         with self._cond:
             self._pending += text
@@ -238,7 +238,7 @@ class Session:
         self.touch()
         if self.ended:
             raise Refusal(BAD_REQUEST, "the end of the text was already sent")
-        if self.request.clean:
+        if self.request.clean or self.reading.normalize:
             rest = self._clean_sentences("", final=True)
             with self._cond:
                 self._pending += rest
@@ -354,7 +354,8 @@ class Session:
 
     # -- streamed text, in the caller's thread -----------------------------------------------
     def _clean_sentences(self, text: str, final: bool) -> str:
-        """Markdown needs whole sentences to be read right: the complete ones cleaned now, the rest later."""
+        """Markdown and figures need whole sentences to be read right: the complete ones prepared now, the
+        rest later ("1", ".500", " €" arriving apart are read as "1.500 €")."""
         self._raw += text
         if final:
             done, self._raw = [self._raw], ""
@@ -362,7 +363,7 @@ class Session:
             held = unfinished_markup(self._raw)  # a <say-as>/<sub> still arriving is read whole
             done, rest = complete_sentences(self._raw[:held])
             self._raw = rest + self._raw[held:]
-        cleaned = (prepare_text(sentence, self.route.language, True, self.reading) for sentence in done)
+        cleaned = (prepare_text(sentence, self.route.language, self.request.clean, self.reading) for sentence in done)
         return "".join(f"{sentence} " for sentence in cleaned if sentence)
 
     def _release_text(self, final: bool) -> None:

@@ -120,8 +120,9 @@ def complete_sentences(buffer: str) -> tuple[list[str], str]:
         return sentences, buffer
     *done, last = pieces
     rest = buffer[buffer.rfind(last):]
-    # The last piece is complete when whitespace follows it and a following capital would start a new sentence.
-    if buffer[-1:].isspace() and len(split_sentences(last + " X")) > 1:
+    # The last piece is complete when whitespace follows it and a following capital would start a new
+    # sentence, unless it ends in an abbreviation ("EE. UU."), whose dot the next word decides.
+    if buffer[-1:].isspace() and len(split_sentences(last + " X")) > 1 and not spoken.ends_in_abbreviation(last):
         done.append(last)
         rest = ""
     return sentences + done, rest

@@ -17,7 +17,7 @@ import re
 
 from .common import Number, Reading, Rules, apply, roman_value
 
-__all__ = ["LANGUAGES", "Reading", "not_sentence_ends", "read_as", "readings", "rules_for", "say"]
+__all__ = ["LANGUAGES", "Reading", "ends_in_abbreviation", "not_sentence_ends", "read_as", "readings", "rules_for", "say"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,19 @@ def not_sentence_ends() -> frozenset[str]:
             pieces = key.split(" ")
             words |= {piece.rstrip(".") for piece in pieces[:-1]}
     return frozenset(word for word in words if word)
+
+
+@functools.cache
+def _dotted_ends() -> frozenset[str]:
+    return frozenset(key.split(" ")[-1] for code in LANGUAGES for key in rules_for(code).abbreviations
+                     if key.endswith("."))
+
+
+def ends_in_abbreviation(text: str) -> bool:
+    """Whether `text`'s last word is an abbreviation's dotted end ("UU.", "etc.", "aprox."): its dot
+    may end the sentence or not, which only the next word tells."""
+    words = text.split()
+    return bool(words) and words[-1] in _dotted_ends()
 
 
 def readings(text: str, language: str) -> list[Reading]:
