@@ -12,6 +12,7 @@ from flask import current_app
 
 from .audio.cache import AudioCache
 from .config import ConfigError, Settings
+from .engines.hub import probe_at_start
 from .metrics import Metrics
 from .routing import Router
 from .text.lexicon import EMPTY, Lexicon, LexiconError
@@ -43,6 +44,7 @@ class Service:
             return self
         self.started = True
         self.voice_library.open()  # before the models load: they read their voices from it
+        probe_at_start([scheduler.engine.model_id for scheduler in self.router.schedulers.values()])
         self.router.start()
         for door in self.doors:
             try:

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
-
 import pytest
-from werkzeug.serving import make_server
 
-from conftest import ROOT, wait_ready
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = "/usr/bin/chromium"
+from helpers import CHROMIUM, ROOT, running_app, serve
 ARTIFACTS = ROOT / "test-artifacts"
 
 # Record what the page plays and what it asks the browser's own voice to say (headless Chromium
@@ -42,33 +34,13 @@ speechSynthesis.speak = function (utterance) {
 speechSynthesis.cancel = function () { window.__cancelled += 1; };
 """
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
-
-
 @pytest.fixture(scope="module")
 def service(tiny_env):
-    from tts_service import create_app
-    from tts_service.config import Settings
-
-    app = create_app(Settings.from_env({**tiny_env, "TTS_ROUTES": "en=dsm,es=pocket", "TTS_POCKET_LANGUAGES": "es",
-                                        "TTS_DEFAULT_LANGUAGE": "es", "TTS_MAX_AUDIO_SECONDS": "4"}))
-    app.extensions["tts_service"].start()
-    wait_ready(app.test_client())
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", server
-    server.shutdown()
-    app.extensions["tts_service"].stop(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield browser
-        browser.close()
+    with running_app({**tiny_env, "TTS_ROUTES": "en=dsm,es=pocket", "TTS_POCKET_LANGUAGES": "es",
+                      "TTS_DEFAULT_LANGUAGE": "es", "TTS_MAX_AUDIO_SECONDS": "4"}) as app:
+        base, server = serve(app)
+        yield base, server
+        server.shutdown()
 
 
 @pytest.fixture
@@ -122,7 +94,7 @@ def test_text_arriving_in_pieces_is_spoken_over_the_websocket(page):
 
 
 def test_unreachable_service_falls_back_to_the_browser_voice(page, service):
-    from conftest import free_port
+    from helpers import free_port
 
     page.evaluate(f"KyutaiTTS.configure({{endpoint: 'http://127.0.0.1:{free_port()}/tts'}})")
     events = page.evaluate("""async () => {

@@ -13,17 +13,11 @@ import io
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-
 import numpy as np
 import pytest
 import soundfile as sf
-from werkzeug.serving import make_server
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+from helpers import served
 
 
 def payload(field: str) -> str:
@@ -96,22 +90,8 @@ def page_server():
     from tts_service import create_app
     from tts_service.config import Settings
 
-    app = create_app(Settings.from_env({"TTS_LOG_FILE": ""}))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield browser
-        browser.close()
+    with served(create_app(Settings.from_env({"TTS_LOG_FILE": ""}))) as base:
+        yield base
 
 
 @pytest.mark.parametrize("bypass_csp", [False, True], ids=["served-policy", "page-code-alone"])

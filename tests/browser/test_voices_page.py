@@ -4,21 +4,15 @@ picked file, and speaks with it, against the real service on the tiny models."""
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 import soundfile as sf
-from werkzeug.serving import make_server
 
-from conftest import ROOT, wait_ready
+from helpers import ROOT, chromium, running_app, served
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 sys.path.insert(0, str(ROOT / "tests" / "protocols"))
 from test_custom_voices import speech_like  # noqa: E402
-
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 
 # Record what the page plays (as tests/browser/test_page.py does).
 INSTRUMENT = """
@@ -40,32 +34,18 @@ def voice_wav(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def service(tiny_env, tmp_path_factory):
-    from tts_service import create_app
-    from tts_service.config import Settings
-
     store = tmp_path_factory.mktemp("voices")
-    app = create_app(Settings.from_env({**tiny_env, "TTS_ROUTES": "en=dsm,es=pocket", "TTS_POCKET_LANGUAGES": "es",
-                                        "TTS_DEFAULT_LANGUAGE": "es", "TTS_MAX_AUDIO_SECONDS": "4",
-                                        "TTS_VOICE_STORE": str(store)}))
-    app.extensions["tts_service"].start()
-    wait_ready(app.test_client())
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", app
-    server.shutdown()
-    app.extensions["tts_service"].stop(timeout=30)
+    with running_app({**tiny_env, "TTS_ROUTES": "en=dsm,es=pocket", "TTS_POCKET_LANGUAGES": "es",
+                      "TTS_DEFAULT_LANGUAGE": "es", "TTS_MAX_AUDIO_SECONDS": "4",
+                      "TTS_VOICE_STORE": str(store)}) as app, served(app) as base:
+        yield base, app
 
 
 @pytest.fixture(scope="module")
 def browser(voice_wav):
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={voice_wav}",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"])
+    with chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                  f"--use-file-for-fake-audio-capture={voice_wav}") as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

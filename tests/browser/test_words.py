@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
-
 import pytest
-from werkzeug.serving import make_server
 
-from conftest import wait_ready
+from helpers import running_app, served
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = "/usr/bin/chromium"
 TEXT = "Hola, soy Capibara6 con voz natural de Kyutai."
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 
 # Every 40 ms until the page says it is done: the audio clock, which word is lit, and the clock
 # reading and word count the page lit it by (it lights once per animation frame).
@@ -36,32 +27,21 @@ SAMPLE = """() => new Promise((resolve) => {
 
 @pytest.fixture(scope="module")
 def service(tiny_env):
-    from tts_service import create_app
-    from tts_service.config import Settings
-
-    app = create_app(Settings.from_env({**tiny_env, "TTS_ROUTES": "en=dsm,es=pocket", "TTS_POCKET_LANGUAGES": "es",
-                                        "TTS_DEFAULT_LANGUAGE": "es", "TTS_MAX_AUDIO_SECONDS": "5",
-                                        "TTS_POCKET_WORD_HEADS": "1:0 1:3"}))
-    app.extensions["tts_service"].start()
-    wait_ready(app.test_client())
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    app.extensions["tts_service"].stop(timeout=30)
+    with running_app({**tiny_env, "TTS_ROUTES": "en=dsm,es=pocket", "TTS_POCKET_LANGUAGES": "es",
+                      "TTS_DEFAULT_LANGUAGE": "es", "TTS_MAX_AUDIO_SECONDS": "5",
+                      "TTS_POCKET_WORD_HEADS": "1:0 1:3"}) as app, served(app) as base:
+        yield base
 
 
 @pytest.fixture
-def page(service):
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required", "--no-first-run"])
-        page = browser.new_page()
-        page.goto(f"{service}/web/")
-        page.wait_for_function("() => window.KyutaiTTS !== undefined")
-        page.evaluate("window.__words = []; KyutaiTTS.on('word', (e) => window.__words.push(e.detail))")
-        yield page
-        browser.close()
+def page(browser, service):
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{service}/web/")
+    page.wait_for_function("() => window.KyutaiTTS !== undefined")
+    page.evaluate("window.__words = []; KyutaiTTS.on('word', (e) => window.__words.push(e.detail))")
+    yield page
+    context.close()
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])

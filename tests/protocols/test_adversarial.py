@@ -16,7 +16,7 @@ import soundfile as sf
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from conftest import json_session, rms, running_app, serve, until_closed
+from helpers import json_session, rms, running_app, serve, until_closed
 
 TABLE = "| Producto | Precio | Stock |\n|---|---|---|\n" + "".join(
     f"| Artículo {i} | {i},50 € | {i * 3} |\n" for i in range(1, 200))

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import dsm_only, free_port, rms, running_app, serve
+from helpers import dsm_only, free_port, rms, running_app, serve
 from test_custom_voices import SAMPLE
 from surfaces import (SURFACES, JsonWebSocket, KyutaiPost, KyutaiWebSocket, OpenAI, Tts, TtsStream, Verdict,
                       Wyoming, WyomingStream)

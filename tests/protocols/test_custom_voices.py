@@ -18,7 +18,7 @@ import requests
 import soundfile as sf
 from safetensors import safe_open
 
-from conftest import free_port, rms, running_app, serve
+from helpers import free_port, rms, running_app, serve, served
 
 RATE = 24000
 TEXT = "Hola, esto es una prueba de una voz nueva. Y esta es la segunda frase, un poco más larga."
@@ -85,11 +85,8 @@ def test_a_created_voice_is_the_state_export_voice_writes(tiny_env, tmp_path):
     env = voice_env(tiny_env, store, TTS_POCKET_QUANTIZE="off", TTS_VOICE_KEEP_RECORDING="1")
     stereo_44k = encoded(speech_like(6.0, rate=44100, channels=2), rate=44100, fmt="FLAC")
     with running_app(env) as app:
-        base, server = serve(app)
-        try:
+        with served(app) as base:
             response = upload(base, "clara", stereo_44k, filename="clara.flac")
-        finally:
-            server.shutdown()
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["object"] == "audio.voice" and body["type"] == "audio_sample" and body["name"] == "clara"
@@ -113,12 +110,9 @@ def test_the_library_survives_a_restart(tiny_env, tmp_path):
     store = tmp_path / "store"
     env = voice_env(tiny_env, store)
     with running_app(env) as app:
-        base, server = serve(app)
-        try:
+        with served(app) as base:
             made = upload(base, "lucia", consent="I, Lucía, agree to this recording being used.").json()
             spoken_before = requests.post(f"{base}/tts", json={"text": TEXT, "voice": "lucia"}, timeout=120)
-        finally:
-            server.shutdown()
     assert spoken_before.status_code == 200 and spoken_before.json()["voice"] == "lucia"
     meta = json.loads((store / made["id"] / "voice.json").read_text())
     assert meta["consent"].startswith("I, Lucía") and not (store / made["id"] / "sample.wav").exists()
@@ -227,12 +221,9 @@ def test_the_byte_limit_is_a_413_before_the_body_is_read(voices):
 def test_a_full_library_refuses_another_voice(tiny_env, tmp_path):
     env = voice_env(tiny_env, tmp_path / "store", TTS_VOICE_MAX_COUNT="1")
     with running_app(env) as app:
-        base, server = serve(app)
-        try:
+        with served(app) as base:
             assert upload(base, "first").status_code == 200
             response = upload(base, "second")
-        finally:
-            server.shutdown()
     assert response.status_code == 409 and response.json()["error"]["code"] == "voice_limit_reached"
     assert len(stored_folders(tmp_path / "store")) == 1
 
@@ -294,8 +285,7 @@ def test_nothing_private_is_logged_or_served(tiny_env, tmp_path, caplog):
 def test_creating_and_deleting_need_the_admin_key(tiny_env, tmp_path):
     env = voice_env(tiny_env, tmp_path / "store", TTS_API_KEY="user-key", TTS_ADMIN_KEY="admin-key")
     with running_app(env) as app:
-        base, server = serve(app)
-        try:
+        with served(app) as base:
             assert upload(base, "keyed").status_code == 401
             refused = upload(base, "keyed", key="user-key")
             made = upload(base, "keyed", key="admin-key")
@@ -305,8 +295,6 @@ def test_creating_and_deleting_need_the_admin_key(tiny_env, tmp_path):
             url = f"{base}/v1/audio/voices/{made.json()['id']}"
             not_deleted = requests.delete(url, headers={"Authorization": "Bearer user-key"}, timeout=30)
             deleted = requests.delete(url, headers={"Authorization": "Bearer admin-key"}, timeout=30)
-        finally:
-            server.shutdown()
     assert refused.status_code == 401 and "admin key" in refused.json()["error"]["message"]
     assert made.status_code == 200 and listing.status_code == 200 and len(listing.json()["data"]) == 1
     assert spoken.status_code == 200
@@ -316,14 +304,11 @@ def test_creating_and_deleting_need_the_admin_key(tiny_env, tmp_path):
 def test_uploads_share_the_clients_rate_budget(tiny_env, tmp_path):
     env = voice_env(tiny_env, tmp_path / "store", TTS_RATE_LIMIT="2/minute")
     with running_app(env) as app:
-        base, server = serve(app)
-        try:
+        with served(app) as base:
             assert requests.post(f"{base}/tts", json={"text": "Hola."}, timeout=60).status_code == 200
             assert upload(base, "budget").status_code == 200
             over = upload(base, "budget2")
             speech_after = requests.post(f"{base}/tts", json={"text": "Hola."}, timeout=60)
-        finally:
-            server.shutdown()
     assert over.status_code == 429 and speech_after.status_code == 429
 
 
@@ -372,14 +357,11 @@ def test_a_voice_whose_making_timed_out_never_appears(tiny_env, tmp_path, monkey
 
     monkeypatch.setattr(PocketEngine, "write_voice_state", slow_write)
     with running_app(env) as app:
-        base, server = serve(app)
-        try:
+        with served(app) as base:
             response = upload(base, "late")
             assert written.wait(30), response.text
             library = app.extensions["tts_service"].voice_library
             library._encoder.shutdown(wait=True)  # the encoder thread finishes what it was doing
-        finally:
-            server.shutdown()
     assert response.status_code == 503 and response.json()["error"]["code"] == "timeout"
     assert stored_folders(store) == set()
     monkeypatch.setattr(PocketEngine, "write_voice_state", real)

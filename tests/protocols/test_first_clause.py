@@ -14,7 +14,7 @@ import time
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from conftest import running_app, serve, until_closed
+from helpers import running_app, serve, until_closed
 
 from tts_service.speech.clauses import FIRST_CLAUSE_MIN_WORDS, first_clause_end
 

@@ -11,7 +11,7 @@ import time
 import pytest
 from websockets.sync.client import connect
 
-from conftest import decode_wav, rms, running_app, serve
+from helpers import decode_wav, rms, running_app, served
 
 HELLO = "Hello there, this sentence is long enough to take a few steps."
 HOLA = "Hola, esta frase es lo bastante larga para tardar unos pasos."
@@ -89,15 +89,12 @@ def test_a_lone_surrogate_is_a_400_that_names_it(both_app, path, key):
 
 
 def test_json_nested_too_deeply_is_an_error_message_on_the_websocket(both_app):
-    base, server = serve(both_app)
-    try:
+    with served(both_app) as base:
         with connect(base.replace("http://", "ws://") + "/ws/tts?language=es", open_timeout=30) as ws:
             assert json.loads(ws.recv(timeout=30))["type"] == "ready"
             ws.send("[" * 50000 + "]" * 50000)
             message = json.loads(ws.recv(timeout=30))
         assert message["type"] == "error" and "JSON" in message["message"]
-    finally:
-        server.shutdown()
 
 
 def test_pieces_are_prepared_outside_the_worker(both_app):

@@ -21,7 +21,7 @@ import soundfile as sf
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from conftest import decode_wav, dsm_only, rms, running_app, serve, until_closed
+from helpers import decode_wav, dsm_only, rms, running_app, serve, until_closed
 
 def connect(url: str, **options):
     """A client that keeps reading (and so answering pings) while the test is busy sending, as a

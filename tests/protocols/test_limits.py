@@ -8,7 +8,7 @@ import io
 import pytest
 import soundfile as sf
 
-from conftest import running_app
+from helpers import running_app
 
 LIMIT = 3.0
 

@@ -8,12 +8,12 @@ import openai
 import pytest
 from werkzeug.serving import make_server
 
-from conftest import decode_audio, rms
+from helpers import decode_audio, rms
 
 
 @pytest.fixture(scope="module")
 def openai_client(tiny_env):
-    from conftest import dsm_only, wait_ready
+    from helpers import dsm_only, wait_ready
     from tts_service import create_app
     from tts_service.config import Settings
 

@@ -9,7 +9,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from werkzeug.serving import make_server
 
-from conftest import dsm_only
+from helpers import dsm_only
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def live_url(tiny_env):
     from tts_service import create_app
     from tts_service.config import Settings
 
-    from conftest import wait_ready
+    from helpers import wait_ready
 
     # Short texts and short audio keep each fuzzed request fast on the tiny model.
     app = create_app(Settings.from_env(dsm_only(tiny_env), max_chars=120, max_audio_seconds=2.0,

@@ -6,7 +6,7 @@ import concurrent.futures
 
 import pytest
 
-from conftest import decode_wav, rms, running_app
+from helpers import decode_wav, rms, running_app
 
 HOLA = "Hola, soy Capibara6 con voz natural de Kyutai."
 

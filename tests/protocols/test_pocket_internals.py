@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from conftest import ROOT
+from helpers import ROOT
 from tts_service.engines.pocket import internals
 
 ENGINES = ROOT / "tts_service" / "engines"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import decode_wav, rms, running_app, wait_until
+from helpers import decode_wav, rms, running_app, wait_until
 from tts_service.config import Settings
 
 

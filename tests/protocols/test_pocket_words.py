@@ -15,7 +15,7 @@ from scripts.pocket_parity import load_engine
 from tts_service.engines.base import SynthesisRequest
 from tts_service.scheduler import Scheduler
 
-from conftest import decode_wav, running_app
+from helpers import decode_wav, running_app
 
 HEADS = "1:0 1:3"
 TEXT = "Hola, soy Capibara6 con voz natural de Kyutai. ¿Qué tal estás hoy?"

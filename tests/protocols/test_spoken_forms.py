@@ -12,7 +12,7 @@ import sys
 import pytest
 import soundfile as sf
 
-from conftest import ROOT, running_app
+from helpers import ROOT, running_app
 from tts_service.config import ConfigError, Settings
 from tts_service.service import Service
 
@@ -111,7 +111,7 @@ def test_sighup_reloads_the_lexicon_of_a_running_server(tiny_env, tmp_path):
 
     import requests
 
-    from conftest import free_port, wait_until
+    from helpers import free_port, wait_until
 
     lexicon = tmp_path / "lexicon.tsv"
     lexicon.write_text("es\tGPU\tge pe u\n", encoding="utf-8")

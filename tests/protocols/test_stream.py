@@ -12,7 +12,7 @@ import pytest
 import requests
 import soundfile as sf
 
-from conftest import decode_wav, rms
+from helpers import decode_wav, rms
 
 LONG = ("Speech synthesis turns written words into sound, one frame at a time, "
         "and a listener hears the first words while the rest is still being generated.")

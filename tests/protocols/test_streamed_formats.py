@@ -16,7 +16,7 @@ import pytest
 import requests
 from websockets.sync.client import connect
 
-from conftest import decode_audio, dsm_only, json_session, rms, running_app, serve, until_closed
+from helpers import decode_audio, dsm_only, json_session, rms, running_app, serve, until_closed
 
 FORMATS = ["wav", "pcm", "ulaw", "alaw", "mp3", "opus", "aac", "flac"]
 LONG = ("Hola, esta es una respuesta larga del asistente. Tiene varias frases para que la voz dure unos "

@@ -8,7 +8,7 @@ import pytest
 import srt
 import webvtt
 
-from conftest import decode_wav, running_app
+from helpers import decode_wav, running_app
 from tts_service.audio import subtitles
 
 TEXT = "Hola, soy Capibara6 con voz natural de Kyutai y hablo despacio. ¿Qué tal estás hoy, amigo mío?"

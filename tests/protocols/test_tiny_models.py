@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT
+from helpers import ROOT
 
 import pocket_tts
 from tts_service.config import Settings

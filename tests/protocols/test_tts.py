@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from conftest import decode_wav, dsm_only, rms, wait_ready
+from helpers import decode_wav, dsm_only, rms, wait_ready
 from tts_service.engines.dsm import DsmEngine
 
 HELLO = "Hello, I am Capibara6 with a natural voice."

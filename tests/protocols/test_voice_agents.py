@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, dsm_only, rms, running_app, serve
+from helpers import ROOT, dsm_only, rms, running_app, serve
 
 AGENTS_PYTHON = ROOT / ".venv-agents" / "bin" / "python"
 SCRIPTS = Path(__file__).parent / "agents"

@@ -21,7 +21,7 @@ import requests
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from conftest import decode_wav, dsm_only, json_session, rms, running_app, serve, until_closed
+from helpers import decode_wav, dsm_only, json_session, rms, running_app, serve, until_closed
 
 def connect(url: str, **options):
     """A client that keeps reading (and so answering pings) while the test is busy sending, as a

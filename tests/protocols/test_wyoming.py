@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import free_port, rms, running_app, wait_ready
+from helpers import free_port, rms, running_app, wait_ready
 from tts_service import create_app
 from tts_service.config import ConfigError, Settings
 

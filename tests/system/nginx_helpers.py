@@ -25,7 +25,7 @@ from pathlib import Path
 
 import requests
 
-from conftest import ROOT, dsm_only, free_port
+from helpers import ROOT, dsm_only, free_port
 
 DEPLOY = ROOT / "deploy" / "nginx"
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/sbin/nginx") if os.path.exists(p)), None)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from helpers import ROOT
 from tts_service.config import Settings
 
 SITE = ROOT / "deploy" / "nginx" / "kyutai-tts.conf"

@@ -27,7 +27,7 @@ import pytest
 import requests
 from websockets.sync.client import connect
 
-from conftest import ROOT, decode_wav, free_port, json_session, rms, until_closed
+from helpers import ROOT, decode_wav, free_port, json_session, rms, until_closed
 from container_image import (HOST_PIP, IMAGE, build_base, build_image, host_pip_values, image_inspect,
                              missing_tools, pip_settings_for_build)
 

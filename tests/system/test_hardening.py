@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from conftest import ROOT, decode_wav, dsm_only, rms, running_app, serve, start_gunicorn, wait_until
+from helpers import ROOT, decode_wav, dsm_only, rms, running_app, served, start_gunicorn, wait_until
 
 KEY = "k3y-for-hardening-tests"
 HELLO = {"text": "Hello there.", "language": "en"}
@@ -34,12 +34,8 @@ LONG_TEXT = " ".join(["This sentence keeps the tiny model busy for a good while.
 @contextlib.contextmanager
 def live_server(env, **overrides):
     with running_app(env, **overrides) as app:
-        base, server = serve(app)
-        try:
+        with served(app) as base:
             yield base, app
-        finally:
-            server.shutdown()
-            server.server_close()
 
 
 def forwarded(address: str, headers: dict | None = None) -> dict:

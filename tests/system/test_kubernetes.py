@@ -23,7 +23,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import ROOT, dsm_only
+from helpers import ROOT, dsm_only
 from tts_service.config import Settings
 
 KUBE = ROOT / "deploy" / "kubernetes"

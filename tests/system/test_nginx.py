@@ -24,7 +24,7 @@ import requests
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from conftest import decode_wav, free_port, rms
+from helpers import decode_wav, free_port, rms
 from nginx_helpers import NGINX, Refuser, nginx_front, self_signed_cert, start_replica, wait_for, wait_ready
 
 if NGINX is None:

@@ -15,7 +15,7 @@ import pytest
 import requests
 import soundfile as sf
 
-from conftest import decode_wav, dsm_only, rms, start_gunicorn
+from helpers import decode_wav, dsm_only, rms, start_gunicorn
 
 LONG = "Speech synthesis turns written words into sound, one frame at a time, for every listener."
 

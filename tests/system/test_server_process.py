@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from conftest import ROOT, decode_wav, dsm_only, free_port, rms
+from helpers import ROOT, decode_wav, dsm_only, free_port, rms
 
 
 def start_server(env: dict[str, str]) -> subprocess.Popen:

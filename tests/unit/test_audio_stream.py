@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import decode_audio, rms
+from helpers import decode_audio, rms
 from tts_service.audio import encoding as audio
 from tts_service.audio.stream import STREAM_FORMATS, StreamEncoder, check_output
 from tts_service.speech.refusals import Refusal

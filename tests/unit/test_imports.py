@@ -26,7 +26,7 @@ FLOORS = (
     ("tts_service.engines", "tts_service.scheduler.realtime", "tts_service.audio"),
     ("tts_service.scheduler", "tts_service.routing", "tts_service.voices"),
     ("tts_service.speech",),
-    ("tts_service.service",),
+    ("tts_service.service", "tts_service.jobs"),
     ("tts_service.routes",),
     ("tts_service",),
 )

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT
+from helpers import ROOT
 
 from tts_service.text import markdown as text_module
 from tts_service.text.markdown import WORDS, group_sentences, speakable, split_sentences

@@ -84,6 +84,36 @@ def _unreachable(exc: BaseException) -> str | None:
     return detail[:160] or type(deepest).__name__
 
 
+_unreachable_at_start: str | None = None  # why the probe at start could not reach the hub
+
+
+def probe_at_start(model_ids: list[str], timeout: float = 3.0) -> str | None:
+    """Before any model loads: can the hub be reached at all? If not, say so once and read only the
+    local cache from then on (as HF_HUB_OFFLINE=1 does), instead of the hub client's own retries
+    (long URLs, each file, each engine) before the same conclusion. Returns why it is unreachable."""
+    global _unreachable_at_start
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    remote = [m for m in model_ids if m and not looks_like_path(m) and not Path(m).expanduser().exists()]
+    if not remote or constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        return None
+    parts = urlsplit(constants.ENDPOINT)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+        return None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+    _unreachable_at_start = f"{parts.hostname}:{port}: {reason}"
+    constants.HF_HUB_OFFLINE = True
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    logger.warning("Hugging Face (%s) cannot be reached from this machine (%s): models are read from the local "
+                   "cache only, without retrying.", constants.ENDPOINT, reason)
+    return _unreachable_at_start
+
+
 def looks_like_path(value: str) -> bool:
     return value.startswith(("/", "./", "../", "~")) or os.sep in value and Path(value).expanduser().exists()
 
@@ -97,10 +127,10 @@ def download(repo: str, what: str, fetch: Callable[[], T], setting: str) -> T:
 
         where = f"Could not get {what} from Hugging Face repo '{repo}' ({setting})"
         offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-        unreachable = None if offline else _unreachable(exc)
+        unreachable = _unreachable_at_start or (None if offline else _unreachable(exc))
         expected = True
         # LocalEntryNotFoundError is an EntryNotFoundError: it is asked about first.
-        if isinstance(exc, errors.LocalEntryNotFoundError) and offline:
+        if isinstance(exc, errors.LocalEntryNotFoundError) and offline and not _unreachable_at_start:
             reason = "HF_HUB_OFFLINE is set and the file is not in the local cache"
         elif unreachable is not None or isinstance(exc, errors.LocalEntryNotFoundError):
             raise ModelDownloadError(

@@ -107,15 +107,26 @@ class _Watcher:
 _watcher = _Watcher()
 
 
+def start_watch(environ, label: str = "") -> Watch:
+    """Watch the request's client from now until `stop_watch`: for an answer streamed by a generator,
+    which outlives the view. A streamed answer learns of a client that left only when a write fails,
+    and nothing is written while it waits for its first audio; the watch notices either way."""
+    watch = Watch(client_socket(environ), label)
+    if watch.sock is not None:
+        _watcher.add(watch)
+    return watch
+
+
+def stop_watch(watch: Watch) -> None:
+    if watch.sock is not None:
+        _watcher.discard(watch)
+
+
 @contextlib.contextmanager
 def watch_client(environ, label: str = "") -> Iterator[Watch]:
     """While the block runs, jobs given to `watch.track` are cancelled if the client leaves."""
-    watch = Watch(client_socket(environ), label)
-    if watch.sock is None:
-        yield watch
-        return
-    _watcher.add(watch)
+    watch = start_watch(environ, label)
     try:
         yield watch
     finally:
-        _watcher.discard(watch)
+        stop_watch(watch)

@@ -9,6 +9,7 @@ from typing import Callable, Iterator
 
 from flask import request
 
+from .disconnect import start_watch, stop_watch
 from .errors import ApiError, bad_request, request_id
 from ..speech import refusals
 from ..speech.events import Audio, Done, Error, EventQueue, Word
@@ -57,15 +58,24 @@ class AudioStream:
         self.session = Session(service, speech, self.events)
         self.first: Audio | None = None
         self.rid = request_id()
+        self.watch = None
 
     def open(self) -> "AudioStream":
         self.session.start()
-        event = self._next()
-        while isinstance(event, Word):  # this stream carries only audio
+        # From here to the answer's end a client that leaves cancels the session, whether it
+        # leaves while the first audio is awaited or while the rest is written.
+        self.watch = start_watch(request.environ, self.rid)
+        self.watch.track(self.session)
+        try:
             event = self._next()
-        if isinstance(event, Error):
-            self.session.cancel()
-            raise event.refusal
+            while isinstance(event, Word):  # this stream carries only audio
+                event = self._next()
+            if isinstance(event, Error):
+                self.session.cancel()
+                raise event.refusal
+        except BaseException:
+            stop_watch(self.watch)
+            raise
         self.first = event if isinstance(event, Audio) else None
         return self
 
@@ -116,3 +126,4 @@ class AudioStream:
             logger.error("stream %s failed after audio started: %s", self.rid, refusal.message)
         finally:
             self.session.cancel()
+            stop_watch(self.watch)

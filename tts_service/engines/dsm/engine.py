@@ -23,6 +23,7 @@ import numpy as np
 from ...config import Settings
 from ..hub import ModelDownloadError, download, dsm_checkpoint_info, looks_like_path, repo_files
 from ...text.pauses import normalize_breaks
+from . import internals
 from ..base import (Capabilities, Engine, NothingToSayError, RequestError, SlotOutput, SynthesisRequest,
                    UnknownVoiceError, is_speaker_embedding)
 
@@ -120,6 +121,7 @@ class DsmEngine(Engine):
         from moshi.models.tts import TTSModel
         from moshi.modules.transformer import StreamingMultiheadAttention
 
+        internals.check_installed()  # a moshi that moved a name fails here, naming it, not mid-request
         settings = self.settings
         self._torch = torch
         self._device = settings.resolved_device()
@@ -359,10 +361,7 @@ class DsmEngine(Engine):
         """Write the voice's cross-attention keys and values into one slot of the batch."""
         rows = self._torch.tensor([index], device=self._device)
         for attention in self._cross_attentions:
-            k, v = attention._compute_cross_attention(cross, cross)
-            state = attention._streaming_state
-            state.k_cross.index_copy_(0, rows, k)
-            state.v_cross.index_copy_(0, rows, v)
+            internals.set_slot_cross(attention, rows, cross)
 
     def release(self, job) -> None:
         for slot in self._slots:
@@ -380,7 +379,7 @@ class DsmEngine(Engine):
 
     def _on_audio_hook(self, audio_tokens) -> None:
         tts = self._model
-        offsets = self._lm_gen._streaming_state.offsets
+        offsets = internals.slot_offsets(self._lm_gen)
         delays = self._lm_gen.delays_cuda[1: 1 + tts.lm.dep_q]
         mask = offsets[:, None] < delays + tts.delay_steps
         audio_tokens.masked_fill_(mask, tts.machine.token_ids.zero)
