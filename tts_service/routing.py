@@ -106,6 +106,10 @@ class Router:
     def languages(self) -> list[str]:
         return sorted(self.routes)
 
+    def languages_of(self, key: str) -> list[str]:
+        """The languages one engine (a scheduler's key) speaks here."""
+        return sorted(language for language, route in self.routes.items() if route.key == key)
+
     def route(self, language: str) -> Route:
         try:
             return self.routes[language]

@@ -58,7 +58,7 @@ class StreamEncoder:
     Each call returns the bytes that continue the stream (none while an encoder fills a frame).
     `sample_rate` is the rate of the encoded audio; `close()` frees an unfinished one."""
 
-    def __init__(self, fmt: str, in_rate: int, out_rate: int | None = None):
+    def __init__(self, fmt: str, in_rate: int, out_rate: int | None = None, *, page_ms: int = 100):
         if fmt not in STREAM_FORMATS:
             raise ValueError(f"no streaming encoder for {fmt!r}")
         self.fmt = fmt
@@ -72,8 +72,9 @@ class StreamEncoder:
             import av
 
             muxer, codec, bit_rate = _CONTAINERS[fmt]
-            # An Ogg page every 100 ms rather than FFmpeg's default second, so Opus streams too.
-            options = {"page_duration": "100000"} if muxer == "ogg" else {}
+            # An Ogg page every `page_ms` (100 ms) rather than FFmpeg's default second, so Opus streams
+            # too; Kyutai's protocol wants each 80 ms frame out at once (20 ms pages).
+            options = {"page_duration": str(page_ms * 1000)} if muxer == "ogg" else {}
             self._container = av.open(self._sink, "w", format=muxer, options=options)
             self._stream = self._container.add_stream(codec, rate=self.sample_rate, layout="mono")
             if bit_rate:
@@ -84,8 +85,14 @@ class StreamEncoder:
         return audio.mime_type(self.fmt, self.sample_rate)
 
     def header(self) -> bytes:
-        """What goes before the first audio: a WAV header; the other formats start with audio."""
-        return audio.streaming_wav_header(self.sample_rate) if self.fmt == "wav" else b""
+        """What goes before the first audio: a WAV header, Ogg's identification and comment pages;
+        the other formats start with audio."""
+        if self.fmt == "wav":
+            return audio.streaming_wav_header(self.sample_rate)
+        if self._container is not None and self._container.format.name == "ogg":
+            self._container.start_encoding()
+            return self._sink.drain()
+        return b""
 
     def encode(self, pcm: np.ndarray) -> bytes:
         """The bytes that continue the stream with `pcm` (float samples at the model's rate)."""

@@ -26,7 +26,7 @@ def _details(router, settings) -> dict:
             "model": public_model_id(engine.model_id),
             "device": engine.device,
             "status": {"ready": "ok", "idle": "idle"}.get(engine.state, engine.state),
-            "languages": sorted(lang for lang, route in router.routes.items() if route.key == key),
+            "languages": router.languages_of(key),
             "queue_depth": scheduler.queue_depth,
             "active": scheduler.active,
             "slots": engine.max_slots,

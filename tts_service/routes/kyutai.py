@@ -22,7 +22,6 @@ kyutai-labs/delayed-streams-modeling, `unmute/tts/text_to_speech.py` in kyutai-l
 
 from __future__ import annotations
 
-import io
 import logging
 
 import msgpack
@@ -44,6 +43,7 @@ from .websocket import Channel, authorized, bp, protocol_error, serve, upgrade
 logger = logging.getLogger(__name__)
 
 FORMATS = ("OggOpus", "OggOpusMessagePack", "Pcm", "PcmMessagePack")
+SAMPLE_RATE = 24000  # both engines speak at 24 kHz, as moshi-server's formats assume
 FRAME_SAMPLES = 1920  # 80 ms at 24 kHz: one DSM step, the unit moshi-server sends
 END_OF_STREAM = b"\0"
 # Accepted for compatibility with moshi-server's Rust TTS module, ignored here (see README).
@@ -54,66 +54,14 @@ info_bp = Blueprint("info", __name__)
 bp.register_blueprint(info_bp)
 
 
-class OggOpusEncoder:
-    """Float PCM in, the Ogg Opus pages it completes out (PyAV's libopus and Ogg muxer, 24 kHz mono)."""
-
-    class _Sink(io.RawIOBase):
-        def __init__(self) -> None:
-            self.data = bytearray()
-
-        def writable(self) -> bool:
-            return True
-
-        def write(self, chunk) -> int:
-            self.data += chunk
-            return len(chunk)
-
-    def __init__(self, sample_rate: int = 24000):
-        import av
-
-        self._av = av
-        self.sample_rate = sample_rate
-        self._sink = self._Sink()
-        # Short pages so that each 80 ms frame leaves as soon as it is encoded.
-        self._container = av.open(self._sink, "w", format="ogg", options={"page_duration": "20000"})
-        self._stream = self._container.add_stream("libopus", rate=sample_rate, layout="mono")
-        self._pts = 0
-        self._container.start_encoding()
-
-    def _take(self) -> bytes:
-        data = bytes(self._sink.data)
-        self._sink.data.clear()
-        return data
-
-    def header(self) -> bytes:
-        """The identification and comment pages, written before any audio."""
-        return self._take()
-
-    def encode(self, pcm: np.ndarray) -> bytes:
-        frame = self._av.AudioFrame.from_ndarray(np.asarray(pcm, dtype=np.float32)[None, :], format="flt",
-                                                 layout="mono")
-        frame.sample_rate = self.sample_rate
-        frame.pts = self._pts
-        self._pts += len(pcm)
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
-        return self._take()
-
-    def close(self) -> bytes:
-        """What the encoder still holds, and the last page."""
-        for packet in self._stream.encode(None):
-            self._container.mux(packet)
-        self._container.close()
-        return self._take()
-
-
 class KyutaiOutput:
     """Encodes the session's events in one of moshi-server's four formats."""
 
     def __init__(self, fmt: str):
         self.format = fmt
         self.msgpack = fmt.endswith("MessagePack")
-        self.ogg = OggOpusEncoder() if fmt.startswith("OggOpus") else None
+        # moshi-server's Ogg Opus: 24 kHz mono, a page per 20 ms so that each frame leaves at once.
+        self.ogg = StreamEncoder("opus", SAMPLE_RATE, page_ms=20) if fmt.startswith("OggOpus") else None
 
     def message(self, message: dict) -> bytes | None:
         """A control message (Ready, Text, Error), which the raw formats do not carry."""
@@ -132,7 +80,7 @@ class KyutaiOutput:
         return np.asarray(pcm, dtype="<f4").tobytes()
 
     def finish(self) -> bytes | None:
-        return self._ogg(self.ogg.close()) if self.ogg is not None else None
+        return self._ogg(self.ogg.finish()) if self.ogg is not None else None
 
     def _ogg(self, data: bytes) -> bytes | None:
         if not data:
@@ -165,7 +113,7 @@ def _unauthorized() -> ApiError:
 @bp.route("/api/tts_streaming", websocket=True)
 @bp.route("/api/tts-streaming", websocket=True)  # the name some Kyutai clients use
 def kyutai_streaming():
-    if not authorized("auth_id", "api_key"):
+    if not authorized():
         raise _unauthorized()
     query = _query()
     service = get_service()
@@ -261,7 +209,7 @@ def modules_info():
         if route.key in seen:
             continue
         seen.add(route.key)
-        languages = sorted(lang for lang, r in router.routes.items() if r.key == route.key)
+        languages = router.languages_of(route.key)
         modules.append({"type": "py", "path": "/api/tts_streaming", "script": route.key,
                         "languages": ",".join(languages), "used_slots": str(slots.used(route.key)),
                         "total_slots": str(slots.capacity(route))})

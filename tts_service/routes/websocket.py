@@ -20,10 +20,9 @@ import threading
 import time
 from typing import Callable
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 from simple_websocket import ConnectionClosed, Server
 
-from .security import _presented_key, key_is_valid
 from ..service import get_service
 from ..speech import refusals
 from ..speech.refusals import Refusal
@@ -46,13 +45,11 @@ def protocol_error(message: str) -> Refusal:
     return Refusal(refusals.BAD_REQUEST, message)
 
 
-def authorized(*query_names: str) -> bool:
-    """The API key from a header, else from one of the query parameters a protocol allows."""
-    settings = get_service().settings
-    if not settings.api_key:
-        return True
-    presented = _presented_key() or next((request.args[n] for n in query_names if request.args.get(n)), "")
-    return key_is_valid(settings, presented)
+def authorized() -> bool:
+    """Whether this upgrade may go on: no key is set, or the security hook accepted the one sent (a
+    header, or the `api_key` / `auth_id` query a browser or Kyutai's clients use). The hook lets a
+    WebSocket through either way, so that the refusal is said in-protocol."""
+    return not get_service().settings.api_key or bool(g.get("key_ok"))
 
 
 class _Upgraded(Response):

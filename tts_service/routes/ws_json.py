@@ -37,7 +37,7 @@ def _error(refusal: Refusal) -> str:
 @bp.route("/ws/tts", websocket=True)
 def json_streaming():
     args = request.args
-    allowed = authorized("api_key")
+    allowed = authorized()
     service = get_service()
     speech = SpeechRequest(streamed=True, language=args.get("language") or None,
                            voice=args.get("voice") or None)
