@@ -116,4 +116,24 @@
       .then(function () { $('stop').disabled = true; });
   });
   $('stop').addEventListener('click', function () { tts.stop(); $('stop').disabled = true; });
+
+  // What the model will be given (POST /normalize: the same text path as /tts), shown as text.
+  $('preview').addEventListener('click', function () {
+    var shown = $('spoken');
+    fetch(base + '/normalize', {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ text: $('text').value, language: $('language').value })
+    }).then(function (r) {
+      return r.json().then(function (body) {
+        if (!r.ok) throw new Error(text(body && body.error) || 'POST /normalize failed with ' + r.status);
+        return body;
+      });
+    }).then(function (body) {
+      shown.textContent = text(body.text);
+      shown.hidden = false;
+    }).catch(function (error) {
+      shown.textContent = 'No disponible: ' + text(error && error.message);
+      shown.hidden = false;
+    });
+  });
 })();

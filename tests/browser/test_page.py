@@ -270,3 +270,12 @@ def test_the_script_tag_and_module_forms_all_load(browser, service):
     page.wait_for_function("() => window.KyutaiTTS !== undefined")
     assert page.evaluate("typeof KyutaiTTS.speak") == "function"
     context.close()
+
+
+def test_the_page_shows_what_the_model_will_say(page):
+    page.fill("#text", "El café cuesta 1,50 € desde el 3/5/2024.")
+    page.select_option("#language", "es")
+    page.click("#preview")
+    page.wait_for_function("() => !document.getElementById('spoken').hidden")
+    assert page.inner_text("#spoken") == ("El café cuesta un euro con cincuenta céntimos desde el tres de mayo de dos "
+                                          "mil veinticuatro.")
