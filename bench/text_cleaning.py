@@ -133,8 +133,11 @@ ANSWER = ("Según el informe del 3/12/2026, el Sr. García pagó 1.500,25 € po
 
 def load(path: Path):
     """A text module loaded from `path` (the package's, or an older one out of git)."""
-    spec = importlib.util.spec_from_file_location("text_under_test", path)
+    sys.path.insert(0, str(ROOT))
+    # In the package's text folder, so that its own relative imports (the spoken forms) resolve.
+    spec = importlib.util.spec_from_file_location("tts_service.text.text_under_test", path)
     module = importlib.util.module_from_spec(spec)
+    module.__package__ = "tts_service.text"
     spec.loader.exec_module(module)
     return module
 
