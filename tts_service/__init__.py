@@ -8,10 +8,11 @@ from flask import Flask
 
 from .config import Settings
 from .heap import cap_arenas
-from .routes import (custom_voices, health, kyutai, normalize, openai as openai_routes, openapi, security, stream,
-                     tts, voices, web, websocket, ws_json)
+from .routes import (custom_voices, health, jobs, kyutai, normalize, openai as openai_routes, openapi, security,
+                     stream, tts, voices, web, websocket, ws_json)
 from .routes.errors import register_error_handlers
 from .routes.wyoming_server import WyomingServer
+from .jobs.runner import JobRunner
 from .service import Service, get_service
 
 __all__ = ["create_app", "get_service", "Service"]
@@ -32,9 +33,11 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     # kyutai and ws_json add their routes to the shared WebSocket blueprint (one key check, one budget).
     assert kyutai.bp is ws_json.bp is websocket.bp
     for blueprint in (health.bp, web.bp, openai_routes.bp, voices.bp, custom_voices.bp, tts.bp, stream.bp, normalize.bp,
-                      openapi.bp, websocket.bp):
+                      openapi.bp, websocket.bp, jobs.bp):
         app.register_blueprint(blueprint)
     security.install(app, settings, service.metrics)  # after the blueprints: it budgets them by name
     if settings.resolved_wyoming_uri() and not any(isinstance(door, WyomingServer) for door in service.doors):
         service.doors.append(WyomingServer(service))
+    if settings.job_store and not any(isinstance(door, JobRunner) for door in service.doors):
+        service.doors.append(JobRunner(service))  # long-text jobs, run in the background
     return app

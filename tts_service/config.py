@@ -319,6 +319,18 @@ class Settings:
                                 "language), whole words; checked at start, read again on SIGHUP.")
     cache_bytes: int = _setting("TTS_CACHE_BYTES", 64 * 1024 * 1024, _non_negative(int),
                                 "Memory for cached audio, in bytes; 0 disables the cache.")
+    job_store: str = _setting("TTS_JOB_STORE", "data/jobs", _optional,
+                              doc="Folder of the long-text jobs (POST /v1/audio/jobs): their text, state and finished "
+                                  "pieces; a folder replicas share lets any replica answer for a job; empty: jobs off.")
+    job_max_chars: int = _setting("TTS_JOB_MAX_CHARS", 500000, _positive(int),
+                                  "Longest text one job accepts; longer is a 413.")
+    job_max_queued: int = _setting("TTS_JOB_MAX_QUEUED", 20, _positive(int),
+                                   "Jobs waiting to start before a new one gets 429.")
+    job_store_bytes: int = _setting("TTS_JOB_STORE_BYTES", 10 * 1024 ** 3, _positive(int),
+                                    "Most bytes the job store may hold: a new job past it gets 507, a running one "
+                                    "fails with the reason.")
+    job_ttl: float = _setting("TTS_JOB_TTL", 7 * 24 * 3600.0, _positive(float),
+                              "Seconds a finished, failed or cancelled job is kept before it is removed.")
     http_threads: int = _setting("TTS_HTTP_THREADS", 64, _positive(int),
                                  "gunicorn threads for HTTP I/O (the models have their own worker threads).")
     log_file: str = _setting("TTS_LOG_FILE", "tts.log", _optional,

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 
 import pytest
 
-from helpers import dsm_only, free_port, rms, running_app, serve
+from helpers import dsm_only, free_port, rms, running_app, serve, wait_until
 from test_custom_voices import SAMPLE
 from surfaces import (SURFACES, JsonWebSocket, KyutaiPost, KyutaiWebSocket, OpenAI, Tts, TtsStream, Verdict,
                       Wyoming, WyomingStream)
@@ -207,9 +206,7 @@ def test_a_client_that_leaves_mid_answer_has_its_work_freed(long_answers, surfac
     cancelled = scheduler.stats.cancelled
     surface(base, service.settings.wyoming_port).leave("Hello there, this is a long answer to a question. " * 40,
                                                        "en")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (scheduler.active or scheduler.queue_depth or service.slots.used("dsm")):
-        time.sleep(0.1)
+    wait_until(lambda: not (scheduler.active or scheduler.queue_depth or service.slots.used("dsm")), 60, step=0.1)
     assert scheduler.active == 0 and scheduler.queue_depth == 0 and service.slots.used("dsm") == 0
     assert scheduler.stats.cancelled > cancelled, "the answer ran to its end instead of being dropped"
 

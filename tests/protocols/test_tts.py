@@ -204,3 +204,25 @@ def test_four_concurrent_requests_each_get_their_own_complete_audio(client):
         audio, rate = decode_wav(body["audioContent"])
         assert rate == 24000 and rms(audio) > 1e-3
         assert body["words"][-1]["start"] < len(audio) / rate
+
+
+def test_a_request_is_resolved_and_checked_once(client, monkeypatch):
+    """Its language and voice are worked out once (cache key, session, adapter) and its text checked once."""
+    from tts_service.speech import voices
+    from tts_service.text import checks
+
+    resolved, checked = [], []
+    real_resolve, real_check = voices.resolve, checks.check_whole_text
+    monkeypatch.setattr(voices, "resolve", lambda *args: resolved.append(args) or real_resolve(*args))
+    monkeypatch.setattr("tts_service.speech.whole.check_whole_text",
+                        lambda *args: checked.append(args) or real_check(*args))
+    monkeypatch.setattr("tts_service.speech.session.check_whole_text",
+                        lambda *args: checked.append(args) or real_check(*args))
+    for path, body in (("/tts", {"text": "Hello there, one more time.", "language": "en"}),
+                       ("/v1/audio/speech", {"model": "tts-1", "input": "Hello there, once again.", "language": "en",
+                                             "stream": False})):
+        resolved.clear()
+        checked.clear()
+        response = client.post(path, json=body)
+        assert response.status_code == 200, response.get_json()
+        assert len(resolved) == 1 and len(checked) == 1, (path, resolved, checked)

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from helpers import free_port, rms, running_app, wait_ready
+from helpers import free_port, rms, running_app, wait_ready, wait_until
 from tts_service import create_app
 from tts_service.config import ConfigError, Settings
 
@@ -265,9 +265,7 @@ def test_a_client_that_leaves_frees_its_slot(wyoming_app, port):
                 pass
 
     talk(leave_after_first_audio())
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (dsm.stats.cancelled == cancelled or dsm.active):
-        time.sleep(0.05)
+    wait_until(lambda: dsm.stats.cancelled > cancelled and not dsm.active, 10, step=0.05)
     assert dsm.stats.cancelled > cancelled and dsm.active == 0
 
 
@@ -283,9 +281,7 @@ def test_a_client_that_leaves_mid_stream_frees_its_slots(wyoming_app, port):
                 pass
 
     talk(leave_mid_stream())
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (dsm.stats.cancelled == cancelled or dsm.active):
-        time.sleep(0.05)
+    wait_until(lambda: dsm.stats.cancelled > cancelled and not dsm.active, 10, step=0.05)
     assert dsm.stats.cancelled > cancelled and dsm.active == 0
 
 

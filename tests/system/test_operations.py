@@ -15,7 +15,7 @@ import pytest
 import requests
 import soundfile as sf
 
-from helpers import decode_wav, dsm_only, rms, start_gunicorn
+from helpers import decode_wav, dsm_only, rms, start_gunicorn, wait_until
 
 LONG = "Speech synthesis turns written words into sound, one frame at a time, for every listener."
 
@@ -44,12 +44,8 @@ def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(tiny_env, tmp_
 
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             futures = [pool.submit(f) for f in (full, stream, full, stream)]
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                engines = requests.get(f"{base}/health", timeout=5).json()["engines"]
-                if sum(e["active"] for e in engines) >= 2:
-                    break
-                time.sleep(0.02)
+            wait_until(lambda: sum(e["active"] for e in requests.get(f"{base}/health", timeout=5).json()["engines"])
+                       >= 2, 30)
             process.send_signal(signal.SIGTERM)
             results = [f.result(timeout=120) for f in futures]
 

@@ -10,6 +10,7 @@ import pytest
 
 from tts_service.engines.base import Engine, SlotOutput, SynthesisRequest
 from tts_service.scheduler import JobCancelled, QueueFullError, Scheduler
+from helpers import wait_until
 
 
 class FakeEngine(Engine):
@@ -190,3 +191,40 @@ def test_requests_submitted_from_many_threads_are_all_counted():
         engine.gate.set()
         scheduler.stop(timeout=30)
     assert scheduler.stats.submitted == threads * per_thread
+
+
+def test_a_live_job_is_admitted_before_a_background_job_queued_earlier():
+    """A long document's pieces use only the capacity live requests leave."""
+    engine = FakeEngine(slots=1, frames=3)
+    engine.gate.clear()  # the only row is busy until the gate opens
+    sched = scheduler(engine)
+    try:
+        first = sched.submit(request())
+        assert wait_until(lambda: bool(engine.active), 5)
+        background = sched.submit(SynthesisRequest(text="x", language="xx", background=True, listening=False))
+        live = sched.submit(SynthesisRequest(text="x", language="xx", listening=False))
+        time.sleep(0.1)
+        engine.gate.set()
+        for job in (first, background, live):
+            job.result()
+        assert live.admitted_at < background.admitted_at
+    finally:
+        engine.gate.set()
+        sched.stop(5)
+
+
+def test_a_background_job_leaves_the_last_free_row_to_live_requests():
+    engine = FakeEngine(slots=2, frames=30, step_seconds=0.005)
+    sched = scheduler(engine)
+    try:
+        live = sched.submit(request())
+        assert wait_until(lambda: bool(engine.active), 5)
+        background = sched.submit(SynthesisRequest(text="x", language="xx", background=True, listening=False))
+        time.sleep(0.05)
+        assert background.admitted_at is None and engine.free_slots() == 1  # the free row stays free
+        live.result()
+        background.result()
+        assert background.admitted_at >= live.admitted_at
+        assert all(len(batch) == 1 for batch in engine.batches)  # never side by side with the live job
+    finally:
+        sched.stop(5)

@@ -67,6 +67,8 @@ class SynthesisRequest:
     # Someone plays the audio as it comes (a stream); False for a whole text answered at its end,
     # which takes the rows that streams leave.
     listening: bool = True
+    # Part of a background job (a long document): it runs only on the capacity live requests leave.
+    background: bool = False
     # Set by the engine's `prepare`: whatever it needs to start quickly in the worker.
     prepared: object = None
 

@@ -9,7 +9,7 @@ from ..service import get_service
 from ..speech.refusals import nothing_to_say
 from ..speech.request import SpeechRequest
 from ..speech.session import reading_for
-from ..speech.voices import resolve
+from ..speech.voices import resolved_for
 from ..text.checks import check_text, check_whole_text, has_speech, prepare_text
 from ..text.pauses import split_breaks
 from .http import flag, json_body
@@ -26,7 +26,7 @@ def normalize():
                            clean=flag(body, "clean", settings.clean_text),
                            normalize=flag(body, "normalize", settings.normalize))
     text = check_text(check_whole_text(speech.text, settings.max_chars))
-    resolved = resolve(service.router, speech.language, speech.voice, speech.voice_policy)
+    resolved = resolved_for(service.router, speech)
     spoken = prepare_text(text, resolved.route.language, speech.clean, reading_for(service, speech))
     if not any(has_speech(words) for words, _ in split_breaks(spoken)):
         raise nothing_to_say()

@@ -28,7 +28,7 @@ from ..service import get_service
 from ..speech import refusals
 from ..speech.refusals import Refusal
 from ..speech.request import SpeechRequest
-from ..speech.voices import resolve
+from ..speech.voices import resolved_for
 from ..speech.whole import cached, render
 from .http import AudioStream, flag, json_body
 from .stream import audio_response, stream_headers
@@ -96,7 +96,7 @@ def speech():
                              voice=None if voice in OPENAI_VOICES else voice,
                              clean=flag(body, "clean", settings.clean_text),
                              normalize=flag(body, "normalize", settings.normalize), text_field="input")
-    _check_model(model, resolve(service.router, request_.language, request_.voice).route)
+    _check_model(model, resolved_for(service.router, request_).route)
     fmt, rate = check_output(body.get("response_format", "mp3"), body.get("sample_rate"), RESPONSE_FORMATS,
                              format_field="response_format")
     speed = body.get("speed", 1.0)

@@ -12,10 +12,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-import os
-import re
 import time
-from pathlib import Path
 
 from flask import Flask, Response, current_app, g, request
 from flask_cors import CORS
@@ -37,7 +34,8 @@ OPEN_ENDPOINTS = {"health.health", "openapi.spec", "openapi.docs", "static"}
 OPEN_BLUEPRINTS = {"web", "websocket"}
 # Every route that makes a model speak shares one budget per client.
 SYNTHESIS_BLUEPRINTS = {"tts", "stream", "normalize", "websocket"}  # /normalize: the same text path, the same budget
-SYNTHESIS_ENDPOINTS = {"openai.speech", "custom_voices.create"}  # making a voice costs a model's time too
+SYNTHESIS_ENDPOINTS = {"openai.speech", "custom_voices.create",  # making a voice costs a model's time too
+                       "jobs.create"}  # a long-text job: its POST only; reading its progress is not synthesis
 # Changing the voice library needs TTS_ADMIN_KEY when it is set (else the API key).
 ADMIN_ENDPOINTS = {"custom_voices.create", "custom_voices.delete"}
 

@@ -290,7 +290,13 @@ class Scheduler:
         while self._pending and self.engine.free_slots() > 0:
             # Someone is listening to a stream as it comes: it goes before a whole text, which is
             # answered only at its end, and takes the rows streams leave; each kind in arrival order.
-            job = next((job for job in self._pending if job.request.listening), self._pending[0])
+            # Background work (a long document's pieces) goes after every live job pending, and leaves the last
+            # free row to live requests while live jobs run: it only uses the capacity they leave.
+            live = [job for job in self._pending if not job.request.background]
+            job = next((job for job in live if job.request.listening), live[0] if live else self._pending[0])
+            if not live and self.engine.free_slots() <= 1 and any(not running.request.background
+                                                                  for running in self.engine.active_jobs()):
+                break
             rows = len(self.engine.active_jobs())
             if not room_for_one_more(self.step_cost, rows, self.engine.frame_seconds, self.realtime_margin,
                                      measured=self._cycles.settled(rows)):

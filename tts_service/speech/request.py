@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .voices import STRICT
 
@@ -21,3 +21,8 @@ class SpeechRequest:
     max_audio_seconds: float | None = None  # None: TTS_MAX_AUDIO_SECONDS
     text_field: str = "text"  # how the surface names the text, for its messages
     listening: bool = True  # played as it comes; False when the answer is the whole audio at its end
+    # Worked out once and carried: the language, route and voice (speech.voices.resolved_for), and
+    # whether `text` already passed the whole-text checks (a cache lookup checks it before hashing).
+    resolved: object = field(default=None, compare=False, repr=False)
+    checked: bool = False
+    background: bool = False  # a long document's piece: live requests go first (scheduler `_admit`)

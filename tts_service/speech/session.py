@@ -56,7 +56,7 @@ from .failures import as_refusal
 from .refusals import BAD_REQUEST, BUSY, TOO_LARGE, Refusal, nothing_to_say
 from ..text.checks import (AS_WRITTEN, Reading, check_length, check_text, check_whole_text, complete_sentences, has_speech, prepare_text,
                            speech_parts)
-from .voices import FALLBACK, Resolved, resolve
+from .voices import FALLBACK, Resolved, resolved_for
 
 logger = logging.getLogger(__name__)
 
@@ -164,8 +164,11 @@ class Session:
     def start(self) -> None:
         """Resolve language and voice, take a slot; a whole text is checked and queued now."""
         request = self.request
-        text = check_whole_text(request.text, self.settings.max_chars, request.text_field) if self.whole else None
-        self.resolved = resolve(self.service.router, request.language, request.voice, request.voice_policy)
+        text = None
+        if self.whole:
+            text = request.text if request.checked else check_whole_text(request.text, self.settings.max_chars,
+                                                                         request.text_field)
+        self.resolved = resolved_for(self.service.router, request)
         self.route, self.voice = self.resolved.route, self.resolved.voice
         self.sample_rate = self.route.engine.sample_rate
         self.streams_text = self.route.engine.capabilities.streams_text and not self.whole
@@ -303,7 +306,7 @@ class Session:
         remaining = self.max_audio_seconds if whole else self.max_audio_seconds - self.duration
         return SynthesisRequest(text=text, language=self.route.language, voice=self.voice,
                                 voice_embedding=self.embedding, max_audio_seconds=max(remaining, 0.08),
-                                listening=self.request.listening, **extra)
+                                listening=self.request.listening, background=self.request.background, **extra)
 
     def _prepared(self, text: str, whole: bool = False) -> SynthesisRequest | None:
         """A request prepared in this thread; None when the engine finds nothing to say in it."""
@@ -321,7 +324,8 @@ class Session:
         engine = self.route.engine
         for words, pause in speech_parts(text):
             pieces = [words] if has_speech(words) else []
-            if pieces and engine.capabilities.side_by_side_pieces:
+            # A background piece stays one row: it must leave the other rows to live requests.
+            if pieces and engine.capabilities.side_by_side_pieces and not self.request.background:
                 pieces = group_sentences(split_sentences(words), groups=max(1, engine.max_slots // 2))
             for piece in pieces:
                 request = self._prepared(piece, whole=True) if has_speech(piece) else None

@@ -57,6 +57,13 @@ def route_for(router: Router, language) -> Route:
                       code="unsupported_language") from None
 
 
+def resolved_for(router: Router, request) -> Resolved:
+    """A request's language and voice, resolved once and carried with it (cache key, session, adapter)."""
+    if request.resolved is None:
+        request.resolved = resolve(router, request.language, request.voice, request.voice_policy)
+    return request.resolved
+
+
 def resolve(router: Router, language: str | None, voice: str | None, policy: str = STRICT) -> Resolved:
     """The route and voice for what the client named; raises a Refusal (bad request, unknown voice)."""
     if voice is not None and (not isinstance(voice, str) or not voice.strip() or len(voice) > 300):

@@ -14,7 +14,7 @@ from .refusals import TIMED_OUT, Refusal
 from .request import SpeechRequest
 from .session import Session, reading_for
 from ..text.checks import check_text, check_whole_text
-from .voices import resolve
+from .voices import resolved_for
 
 
 @dataclass
@@ -65,7 +65,7 @@ def reading_key(service, request: SpeechRequest) -> str:
 
 
 def cache_key(service, request: SpeechRequest, fmt: str, speed: float, rate: int | None = None) -> str:
-    resolved = resolve(service.router, request.language, request.voice, request.voice_policy)
+    resolved = resolved_for(service.router, request)
     engine = resolved.route.engine
     return AudioCache.key(engine=resolved.route.key, model=engine.model_id, language=resolved.language,
                           voice=resolved.voice or engine.voices(resolved.language)[1], custom=resolved.custom_id,
@@ -79,7 +79,9 @@ def cached(service, request: SpeechRequest, *, fmt: str, speed: float = 1.0,
            rate: int | None = None) -> tuple[CachedAudio | None, str | None]:
     """The cached answer to `request`, or None; and its cache key (None without a cache)."""
     settings, cache = service.settings, service.cache
-    check_text(check_whole_text(request.text, settings.max_chars, request.text_field))  # before it is hashed
+    if not request.checked:  # before it is hashed; the session takes it as checked
+        request.text = check_text(check_whole_text(request.text, settings.max_chars, request.text_field))
+        request.checked = True
     if cache is None:
         return None, None
     key = cache_key(service, request, fmt, speed, rate)

@@ -1,0 +1,1 @@
+"""Long texts made into one audio file in the background: a store on disk, a runner, the joined file."""
