@@ -187,15 +187,16 @@ def service(image, tmp_path_factory):
 def test_image_runs_as_its_own_user_with_volumes_health_check_and_stop_signal(image):
     config = image_inspect(IMAGE)["Config"]
     assert config["User"] == "tts"
-    assert set(config["Volumes"]) == {"/data/huggingface", "/data/voices"}
+    assert set(config["Volumes"]) == {"/data/huggingface", "/data/voices", "/data/jobs"}
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["HF_HOME"] == "/data/huggingface" and env["TTS_VOICE_STORE"] == "/data/voices"
+    assert env["TTS_JOB_STORE"] == "/data/jobs"
     assert env["TTS_LOG_FILE"] == "" and env["HOST"] == "0.0.0.0"
     assert "5001/tcp" in config["ExposedPorts"]
     assert config["Cmd"][0] == "gunicorn" and config["StopSignal"] == "SIGTERM"
     assert image_inspect(IMAGE)["Healthcheck"]["Test"][-1] == "/app/scripts/container_healthcheck.py"
     with mounted(IMAGE) as root:
-        for volume in ("data/huggingface", "data/voices"):
+        for volume in ("data/huggingface", "data/voices", "data/jobs"):
             assert (root / volume).stat().st_uid == UID, f"/{volume} is not the service user's"
         assert (root / "app/tts_service").is_dir() and (root / "app/gunicorn.conf.py").is_file()
         for left_out in (".venv", ".git", "tests", ".env", "models"):

@@ -140,11 +140,12 @@ def test_models_and_voices_are_on_the_claim_where_the_image_keeps_them(rendered)
     _, objects = rendered
     containerfile = (ROOT / "Containerfile").read_text()
     mounts = {m["mountPath"]: m for m in container(objects)["volumeMounts"]}
-    for path in ("/data/huggingface", "/data/voices"):
+    for path in ("/data/huggingface", "/data/voices", "/data/jobs"):
         assert path in containerfile
         assert mounts[path]["name"] == "data"
     assert re.search(r"HF_HOME=/data/huggingface\b", containerfile)
     assert re.search(r"TTS_VOICE_STORE=/data/voices\b", containerfile)
+    assert re.search(r"TTS_JOB_STORE=/data/jobs\b", containerfile)
     security = by_kind(objects)["Deployment"]["spec"]["template"]["spec"]["securityContext"]
     uid = re.search(r"useradd .*--uid (\d+)", containerfile).group(1)
     assert security["runAsNonRoot"] and str(security["runAsUser"]) == uid and str(security["fsGroup"]) == uid

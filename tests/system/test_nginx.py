@@ -44,9 +44,9 @@ def certs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def replicas(tiny_env, tmp_path_factory):
-    """Two replicas started side by side."""
+    """Two replicas started side by side, sharing one store of long-text jobs."""
     tmp = tmp_path_factory.mktemp("replicas")
-    started = [start_replica(tiny_env, tmp, f"replica-{i}") for i in range(2)]
+    started = [start_replica(tiny_env, tmp, f"replica-{i}", TTS_JOB_STORE=str(tmp / "jobs")) for i in range(2)]
     try:
         for replica in started:
             wait_ready(replica)
@@ -273,3 +273,33 @@ def test_tls_rejects_an_unknown_certificate(front, replicas):
     with socket.create_connection((host, int(port)), timeout=10) as raw, \
             context.wrap_socket(raw, server_hostname="localhost") as tls:
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
+
+
+def test_a_job_is_found_and_finished_whichever_replica_a_request_reaches(front, replicas):
+    """One store shared by both replicas: a job made through nginx is run once, by the replica that
+    locked it, and its progress and file are answered by either."""
+    import soundfile as sf
+    import io as _io
+
+    nginx = front([r.address for r in replicas])
+    text = "# Uno\n\nHello there, this is the first part.\n\n# Dos\n\nAnd this is the second part of it."
+    made = requests.post(f"{nginx.http}/v1/audio/jobs", json={"text": text, "language": "en", "format": "wav"},
+                         timeout=30)
+    assert made.status_code == 202, made.text
+    job = made.json()["id"]
+    seen = []
+
+    def done() -> bool:
+        state = requests.get(f"{nginx.http}/v1/audio/jobs/{job}", timeout=10).json()
+        seen.append(state["status"])
+        return state["status"] in ("done", "failed")
+
+    wait_for(done, 120, "the job to end")
+    assert seen[-1] == "done", seen
+    answered = [r for r in replicas if r.log_lines(f"/v1/audio/jobs/{job}")]
+    assert len(answered) == 2, "the status requests did not reach both replicas"
+    audio = requests.get(f"{nginx.http}/v1/audio/jobs/{job}/audio", timeout=30)
+    samples, rate = sf.read(_io.BytesIO(audio.content), dtype="float32")
+    assert audio.status_code == 200 and rate == 24000 and len(samples) > 0.5 * rate and rms(samples) > 1e-3
+    made_log = (replicas[0].log.parent / "jobs" / job / "made.log").read_text().split()
+    assert sorted(made_log) == sorted(set(made_log)) and len(made_log) >= 2
