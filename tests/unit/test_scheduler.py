@@ -228,3 +228,20 @@ def test_a_background_job_leaves_the_last_free_row_to_live_requests():
         assert all(len(batch) == 1 for batch in engine.batches)  # never side by side with the live job
     finally:
         sched.stop(5)
+
+
+def test_a_background_row_gives_way_to_a_live_request():
+    """A live request never waits on a long document's piece: the piece leaves its row and is made again later."""
+    from tts_service.scheduler import JobPreempted
+
+    engine = FakeEngine(slots=1, frames=10_000, step_seconds=0.002)
+    sched = scheduler(engine)
+    try:
+        background = sched.submit(SynthesisRequest(text="x", language="xx", background=True, listening=False))
+        assert wait_until(lambda: bool(engine.active), 5)
+        live = sched.submit(SynthesisRequest(text="x", language="xx", max_audio_seconds=0.3))
+        with pytest.raises(JobPreempted):
+            background.result()
+        assert len(live.result().audio) > 0 and sched.stats.preempted == 1
+    finally:
+        sched.stop(5)

@@ -16,6 +16,10 @@ from ..engines.base import SynthesisRequest, WordTiming
 _ids = itertools.count(1)
 
 
+class JobPreempted(RuntimeError):
+    """Background work gave its row to a live request; it is made again later, whole."""
+
+
 class JobCancelled(RuntimeError):
     """The job was dropped before it finished (client left or deadline passed)."""
 

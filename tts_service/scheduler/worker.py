@@ -22,7 +22,7 @@ from typing import Callable
 from ..engines.base import Engine, EngineError, SlotOutput, SynthesisRequest
 from ..heap import return_free_heap
 from ..threads import release_helpers
-from .job import Job, JobCancelled
+from .job import Job, JobCancelled, JobPreempted
 from .realtime import CycleCost, StepCost, headroom, room_for_one_more, rows_in_real_time
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class SchedulerStats:
     steps: int = 0
     batch_sizes: collections.Counter = field(default_factory=collections.Counter)
     held_for_realtime: int = 0  # admissions put off because one more row would fall behind real time
+    preempted: int = 0  # background rows that left for a live request
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count(self, name: str, n: int = 1) -> None:
@@ -287,6 +288,7 @@ class Scheduler:
                 self.stats.count("expired")
                 job.fail(TimeoutError("request waited longer than the request timeout"))
                 self._left_waiting()
+        self._preempt_for_live()
         while self._pending and self.engine.free_slots() > 0:
             # Someone is listening to a stream as it comes: it goes before a whole text, which is
             # answered only at its end, and takes the rows streams leave; each kind in arrival order.
@@ -316,6 +318,25 @@ class Scheduler:
                 job.fail(exc)
             finally:
                 self._left_waiting()
+
+    def _preempt_for_live(self) -> None:
+        """A live request waits while a background row runs: the background row leaves, so that live
+        speech never waits on a document's piece (which is made again later, whole)."""
+        if not any(not job.request.background for job in self._pending):
+            return
+        active = self.engine.active_jobs()
+        background = [job for job in active if job.request.background]
+        if not background:
+            return
+        rows = len(active)
+        if self.engine.free_slots() > 0 and room_for_one_more(self.step_cost, rows, self.engine.frame_seconds,
+                                                              self.realtime_margin,
+                                                              measured=self._cycles.settled(rows)):
+            return
+        victim = background[-1]
+        self.engine.release(victim)
+        self.stats.count("preempted")
+        victim.fail(JobPreempted("a live request took this row; the piece is made again later"))
 
     def _left_waiting(self) -> None:
         with self._waiting_lock:

@@ -7,7 +7,7 @@ import logging
 from ..engines.base import NothingToSayError, RequestError, UnknownVoiceError
 from ..engines.hub import ModelDownloadError
 from ..logs import redact_paths
-from ..scheduler import EngineUnavailableError, JobCancelled, QueueFullError
+from ..scheduler import EngineUnavailableError, JobCancelled, JobPreempted, QueueFullError
 from .refusals import BAD_REQUEST, BUSY, INTERNAL, NOTHING_TO_SAY, TIMED_OUT, UNAVAILABLE, UNKNOWN_VOICE, Refusal
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ def as_refusal(error: BaseException, request_id: str | None = None) -> Refusal:
     if isinstance(error, TimeoutError):
         return Refusal(TIMED_OUT, f"Synthesis timed out: {str(error) or 'no progress for the request timeout'}.",
                        retry_after=5)
+    if isinstance(error, JobPreempted):
+        return Refusal(BUSY, "Live requests came first; try again shortly.", retry_after=1)
     if isinstance(error, JobCancelled):
         return Refusal(INTERNAL, "Request cancelled.")
     logger.error("synthesis failed%s: %s", f" (request {request_id})" if request_id else "", error,
