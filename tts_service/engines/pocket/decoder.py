@@ -1,0 +1,185 @@
+"""Mimi's SEANet decoder as matrix products over channels-last activations.
+
+oneDNN runs the decoder's streaming convolutions (a few positions per row, a new input length
+almost every call) far below this CPU's matrix-product rate. The same arithmetic as plain
+matrix products over every row and position at once runs close to it:
+
+- a convolution of kernel k is one product of the rows' windows (k positions of every channel,
+  side by side) with the kernel laid out [k * in, out];
+- a transposed convolution of stride s and kernel 2s is one product giving each input position
+  its 2s output positions, the first s added to the second s of the position before (the
+  streaming state carries the last position's second half into the next call);
+- activations stay [rows, positions, channels] from the first layer to the last, so no layer
+  transposes.
+
+Sums are added in another order than oneDNN's, so the audio equals the package's up to float
+rounding. The layers come from `frames.seanet_layers` as plain tensors; the streaming states are
+the package's own (`previous`: [rows, in, k - 1], `partial`: [rows, out, s]), read and replaced
+here, so a row may go back and forth between this path and the package's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch.nn import functional as F
+
+
+@dataclass
+class Conv:
+    """A stride-1 convolution: `weight` [out, in, k], `state`: the name of its streaming state."""
+
+    state: str
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    dilation: int = 1
+
+
+@dataclass
+class ConvTranspose:
+    """A transposed convolution of kernel twice its stride: `weight` [in, out, 2 * stride]."""
+
+    state: str
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    stride: int
+
+
+@dataclass
+class Elu:
+    alpha: float = 1.0
+
+
+@dataclass
+class Residual:
+    """x + layers(x)."""
+
+    layers: list = field(default_factory=list)
+
+
+class _ConvGemm:
+    """Wide inputs (few positions, many channels): one product of the rows' windows with the
+    kernel laid out [k * in, out]. Narrow ones (many positions, few channels), where copying k
+    windows costs more than it saves: the rows laid end to end, one product per tap added into
+    one output, the positions that straddle two rows dropped."""
+
+    WINDOWS_FROM = 512  # input channels from which the windows are copied (measured: bench/step_profile.py)
+
+    def __init__(self, layer: Conv, dtype):
+        out_channels, in_channels, kernel = layer.weight.shape
+        self.state, self.dilation, self.kernel = layer.state, layer.dilation, kernel
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.past = (kernel - 1) * layer.dilation
+        self.windows = in_channels >= self.WINDOWS_FROM
+        weight = layer.weight.detach().permute(2, 1, 0)  # [k, in, out]
+        # Windows: row j * in + c holds tap j of input channel c, as the windows are laid out.
+        self.weight = weight.reshape(kernel * in_channels, out_channels).contiguous().to(dtype)
+        self.taps = [tap.contiguous().to(dtype) for tap in weight]
+        self.bias = (layer.bias.detach() if layer.bias is not None else torch.zeros(out_channels)).to(dtype)
+
+    def __call__(self, x, states: dict, residual=None):
+        rows, steps, channels = x.shape
+        if not self.past:
+            out = torch.addmm(self.bias, x.reshape(rows * steps, channels), self.weight).view(rows, steps, -1)
+        else:
+            state = states[self.state]
+            previous = state["previous"]
+            padded = torch.cat([previous.transpose(1, 2).to(x.dtype), x], dim=1)
+            state["previous"] = padded[:, steps:].transpose(1, 2).to(previous.dtype)
+            out = self._windows(padded, rows, steps) if self.windows else self._taps(padded, rows, steps)
+        if residual is not None:
+            out += residual
+        return out
+
+    def _windows(self, padded, rows: int, steps: int):
+        stride = padded.stride()
+        windows = padded.as_strided((rows, steps, self.kernel, self.in_channels),
+                                    (stride[0], stride[1], self.dilation * stride[1], stride[2]))
+        flat = windows.reshape(rows * steps, self.kernel * self.in_channels)
+        return torch.addmm(self.bias, flat, self.weight).view(rows, steps, self.out_channels)
+
+    def _taps(self, padded, rows: int, steps: int):
+        length = steps + self.past
+        flat = padded.view(rows * length, self.in_channels)
+        count = rows * length - self.past  # every output position, those straddling two rows too
+        out = torch.empty((rows * length, self.out_channels), dtype=padded.dtype)
+        torch.addmm(self.bias, flat[:count], self.taps[0], out=out[:count])
+        for j in range(1, self.kernel):
+            out[:count].addmm_(flat[j * self.dilation:j * self.dilation + count], self.taps[j])
+        return out.view(rows, length, self.out_channels)[:, :steps]
+
+
+class _ConvTransposeGemm:
+    def __init__(self, layer: ConvTranspose, dtype):
+        in_channels, out_channels, kernel = layer.weight.shape
+        if kernel != 2 * layer.stride:
+            raise ValueError(f"a transposed convolution of kernel {kernel} and stride {layer.stride}")
+        self.state, self.stride, self.out_channels = layer.state, layer.stride, out_channels
+        # [in, 2s * out]: column j * out + o is output position j of channel o.
+        self.weight = layer.weight.detach().permute(0, 2, 1).reshape(in_channels, kernel * out_channels) \
+            .contiguous().to(dtype)
+        bias = layer.bias.detach() if layer.bias is not None else torch.zeros(out_channels)
+        # The bias goes on each position's own first half only: the second half is carried over.
+        self.bias = torch.cat([bias.repeat(layer.stride), torch.zeros(layer.stride * out_channels)]).to(dtype)
+
+    def __call__(self, x, states: dict):
+        rows, steps, channels = x.shape
+        s, out_channels = self.stride, self.out_channels
+        y = torch.addmm(self.bias, x.reshape(rows * steps, channels), self.weight)
+        y = y.view(rows, steps, 2, s, out_channels)
+        first, second = y[:, :, 0], y[:, :, 1]
+        state = states[self.state]
+        partial = state["partial"]  # [rows, out, s], without the bias
+        out = torch.empty((rows, steps, s, out_channels), dtype=y.dtype)
+        torch.add(first[:, 0], partial.transpose(1, 2).to(y.dtype), out=out[:, 0])
+        if steps > 1:
+            torch.add(first[:, 1:], second[:, :-1], out=out[:, 1:])
+        state["partial"] = second[:, -1].transpose(1, 2).to(partial.dtype)
+        return out.view(rows, steps * s, out_channels)
+
+
+class SeanetGemm:
+    """The decoder of `layers` (from `frames.seanet_layers`) in `dtype`: `z` [rows, positions,
+    channels] (channels-last) and the rows' stacked streaming states in, audio [rows, 1, samples] out."""
+
+    def __init__(self, layers: list, dtype=torch.float32):
+        self.dtype = dtype
+        self.steps = [self._build(layer) for layer in layers]
+
+    def _build(self, layer):
+        if isinstance(layer, Conv):
+            return _ConvGemm(layer, self.dtype)
+        if isinstance(layer, ConvTranspose):
+            return _ConvTransposeGemm(layer, self.dtype)
+        if isinstance(layer, Elu):
+            return layer
+        if isinstance(layer, Residual):
+            return Residual([self._build(inner) for inner in layer.layers])
+        raise TypeError(f"no matrix-product form for {layer!r}")
+
+    def __call__(self, z, states: dict):
+        x = z.to(self.dtype).contiguous()
+        x = self._run(self.steps, x, states)
+        return x.transpose(1, 2)
+
+    def _run(self, steps: list, x, states: dict, residual=None):
+        own = False  # whether `x` is this call's own tensor, free to overwrite (not a block's input)
+        for index, step in enumerate(steps):
+            last = index == len(steps) - 1
+            if isinstance(step, Elu):
+                x = F.elu_(x, step.alpha) if own else F.elu(x, step.alpha)
+                own = True
+            elif isinstance(step, Residual):
+                x = self._run(step.layers, x, states, residual=x)
+                own = True
+            elif isinstance(step, _ConvGemm):
+                # A residual block's last convolution adds the block's input as it writes its output.
+                x = step(x, states, residual if last else None)
+                own = True
+            else:
+                x = step(x, states)
+                own = True
+        if residual is not None and not isinstance(steps[-1], _ConvGemm):
+            x = x + residual
+        return x
