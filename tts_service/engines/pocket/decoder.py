@@ -20,6 +20,7 @@ here, so a row may go back and forth between this path and the package's.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -146,6 +147,8 @@ class SeanetGemm:
     def __init__(self, layers: list, dtype=torch.float32):
         self.dtype = dtype
         self.steps = [self._build(layer) for layer in layers]
+        # When set, called as timer(kind, flops, seconds) after each layer (bench/step_profile.py).
+        self.timer = None
 
     def _build(self, layer):
         if isinstance(layer, Conv):
@@ -167,6 +170,7 @@ class SeanetGemm:
         own = False  # whether `x` is this call's own tensor, free to overwrite (not a block's input)
         for index, step in enumerate(steps):
             last = index == len(steps) - 1
+            began = time.perf_counter() if self.timer is not None and not isinstance(step, Residual) else None
             if isinstance(step, Elu):
                 x = F.elu_(x, step.alpha) if own else F.elu(x, step.alpha)
                 own = True
@@ -180,6 +184,18 @@ class SeanetGemm:
             else:
                 x = step(x, states)
                 own = True
+            if began is not None:
+                self.timer(*_kind(step, x), time.perf_counter() - began)
         if residual is not None and not isinstance(steps[-1], _ConvGemm):
             x = x + residual
         return x
+
+
+def _kind(step, out) -> tuple[str, int]:
+    """A layer's type and its arithmetic (multiply-adds counted as two) for an output `out`."""
+    rows, steps, channels = out.shape
+    if isinstance(step, _ConvGemm):
+        return "conv", 2 * rows * steps * channels * step.in_channels * step.kernel
+    if isinstance(step, _ConvTransposeGemm):
+        return "transposed conv", 2 * rows * (steps // step.stride) * step.weight.shape[0] * step.weight.shape[1]
+    return "ELU", 0

@@ -335,11 +335,27 @@ def start_piece(model: TTSModel, streaming: StreamingModules, voice_state: dict,
 
 
 def set_decoder_dtype(model: TTSModel, dtype: str) -> None:
-    """Run the SEANet decoder's convolutions in `dtype` (frame loop only: `decode_rows` casts its
-    input and the rows' convolution states; the package's own generator would not)."""
+    """Run Mimi's decoder in `dtype` (frame loop only: `decode_rows` casts its input and the rows'
+    convolution states; the package's own generator would not).
+
+    "bfloat16": the SEANet decoder's weights and activations. "int8": the decoder transformer's
+    linear layers with int8 weights (one scale per output channel) and activations quantized as
+    they come (one scale per call, as pocket-tts quantizes its flow model), the SEANet decoder's
+    convolutions left in float32: int8 activations there put hiss in the pauses.
+    """
     import torch
 
     mimi: MimiModel = model.mimi
+    if dtype == "int8":
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        if torch.backends.quantized.engine == "none":
+            import platform
+
+            torch.backends.quantized.engine = "qnnpack" if platform.machine() in ("arm64", "aarch64") else "fbgemm"
+        quantize_dynamic(mimi.decoder_transformer, {torch.nn.Linear: per_channel_dynamic_qconfig},
+                         dtype=torch.qint8, inplace=True)
+        return
     decoder = mimi.decoder
     decoder.to(getattr(torch, dtype))
 
