@@ -261,7 +261,7 @@ def main() -> None:
     print("\n| TTS_POCKET_DECODER_PRECISION | runs as | SNR (worst row) | log-mel distance | floor in pauses, "
           "1-12 kHz vs peak | package's floor | rise | error in pauses | rise over a 60 dB pause (bound) | "
           "decoding, audio s per wall s | verdict |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for precision, runs_as, worst, took, audio_seconds in table:
         exact = runs_as == "float32"
         if exact:

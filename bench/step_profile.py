@@ -274,6 +274,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--layer-repeats", type=int, default=5, help="decoder calls per variant and row count")
     parser.add_argument("--layers-only", action="store_true", help="only the decoder's layers")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (default: every core; 1 where another process shares the cores)")
     parser.add_argument("--no-layers", action="store_true", help="skip the decoder's layers")
     args = parser.parse_args()
     counts = [int(n) for n in args.rows.split(",")]
@@ -288,7 +290,7 @@ def main() -> None:
            "TTS_ROUTES": "es=pocket", "TTS_DEFAULT_LANGUAGE": "es", "TTS_VOICE_DIR": str(voice.parent),
            "TTS_POCKET_VOICE": voice.stem, "TTS_MAX_BATCH_SIZE": str(max(counts)), "TTS_LOG_FILE": ""}
     engine = load_engine(env, "es", quantize="on")
-    torch.set_num_threads(len(os.sched_getaffinity(0)))  # pocket-tts sets one when it is imported
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))  # pocket-tts sets one when imported
     internals.set_temperature(engine._model, 0.7)  # sampling as served
     timers = Timers()
     timers.wrap(frames, "flow_step", "flow")
