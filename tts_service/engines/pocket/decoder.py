@@ -172,7 +172,9 @@ class SeanetGemm:
             last = index == len(steps) - 1
             began = time.perf_counter() if self.timer is not None and not isinstance(step, Residual) else None
             if isinstance(step, Elu):
-                x = F.elu_(x, step.alpha) if own else F.elu(x, step.alpha)
+                # In place only where `x` is dense: a taps product's rows are views with gaps, and the
+                # next product reads its input dense.
+                x = F.elu_(x, step.alpha) if own and x.is_contiguous() else F.elu(x, step.alpha).contiguous()
                 own = True
             elif isinstance(step, Residual):
                 x = self._run(step.layers, x, states, residual=x)
