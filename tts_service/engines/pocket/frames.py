@@ -426,7 +426,9 @@ def decode_rows(model: TTSModel, streaming: StreamingModules, latents, states: l
 
     The package's `MimiModel.decode_from_latent`, batched: the convolutions' streaming states are
     stacked into one batch and split back after; the decoder transformer attends per row over each
-    row's own cache, as in `flow_step`. Each row's state in `states` is advanced.
+    row's own cache, as in `flow_step`; the SEANet decoder runs as matrix products over
+    channels-last rows (`decoder.SeanetGemm`) where `streaming.seanet_layers` has its layers, as
+    the package's modules otherwise. Each row's state in `states` is advanced.
     """
 
     flow: FlowLMModel = model.flow_lm
