@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/step_profile.py                  # full-size Spanish Pocket TTS, 1,4,8,16 rows
     .venv/bin/python bench/step_profile.py --rows 8,16 --steps 40
+    .venv/bin/python bench/step_profile.py --layers-only             # the decoder's layers alone
 
 The service's own engine and scheduler (no HTTP), on the full-size random-weight Spanish model
 built into models/bench/pocket-full, every core's torch threads, the real-time margin off so
@@ -120,10 +121,162 @@ def profile(engine, rows: int, steps: int, timers: Timers, python_share: bool) -
             "op_seconds": measured["op_seconds"]}
 
 
+LAYER_TYPES = ("conv", "transposed conv", "depthwise", "ELU", "Linear", "attention")
+
+
+def matmul_rate(dtype, size: int = 1024, seconds: float = 0.5) -> float:
+    """This CPU's matrix-product GFLOPS in `dtype` ([size, size] by [size, size], best of a few)."""
+    import torch
+
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    a @ b
+    best, spent = float("inf"), 0.0
+    while spent < seconds or best == float("inf"):
+        start = time.perf_counter()
+        a @ b
+        took = time.perf_counter() - start
+        best, spent = min(best, took), spent + took
+    return 2 * size ** 3 / best / 1e9
+
+
+class LayerClock:
+    """Seconds and FLOPs per layer type within one decoder call, for the package's modules (hooks)
+    and the matrix-product decoder (its timer)."""
+
+    def __init__(self):
+        self.seconds = collections.Counter()
+        self.flops = collections.Counter()
+
+    def add(self, kind: str, flops: int, seconds: float) -> None:
+        self.seconds[kind] += seconds
+        self.flops[kind] += flops
+
+    def hook(self, model) -> list:
+        import torch
+
+        handles = []
+        started = {}
+
+        def kind_of(module):
+            if isinstance(module, torch.nn.ConvTranspose1d):
+                return "depthwise" if module.groups > 1 else "transposed conv"
+            if isinstance(module, torch.nn.Conv1d):
+                return "conv"
+            if isinstance(module, torch.nn.ELU):
+                return "ELU"
+            return "Linear"
+
+        def flops_of(module, inputs, output) -> int:
+            x = inputs[0]
+            if isinstance(module, torch.nn.ConvTranspose1d):
+                return 2 * x.numel() * module.out_channels // module.groups * module.kernel_size[0]
+            if isinstance(module, torch.nn.Conv1d):
+                return 2 * output.numel() * module.in_channels // module.groups * module.kernel_size[0]
+            if isinstance(module, torch.nn.ELU):
+                return 0
+            return 2 * x.numel() * output.shape[-1]
+
+        def before(module, inputs):
+            started[id(module)] = time.perf_counter()
+
+        def after(module, inputs, output):
+            self.add(kind_of(module), flops_of(module, inputs, output), time.perf_counter() - started[id(module)])
+
+        mimi = model.mimi
+        for top in (mimi.upsample, mimi.decoder_transformer, mimi.decoder):
+            for module in top.modules():
+                linear = isinstance(module, torch.nn.Linear) or type(module).__name__ == "Linear"
+                if isinstance(module, (torch.nn.Conv1d, torch.nn.ConvTranspose1d, torch.nn.ELU)) or linear:
+                    handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+        return handles
+
+
+def layer_profile(model, streaming, counts: list[int], repeats: int) -> None:
+    """Mimi's decoder layer by layer, package modules against matrix products, alternately."""
+    import torch
+    from torch.nn import functional as F
+
+    from tts_service.engines.pocket import frames
+
+    f32, bf16 = matmul_rate(torch.float32), matmul_rate(torch.bfloat16, size=256)
+    print(f"\nthis CPU's matrix products ([1024, 1024] by [1024, 1024]): float32 {f32:.0f} GFLOPS, "
+          f"bfloat16 {bf16:.1f} GFLOPS (256-wide)", flush=True)
+    clock = LayerClock()
+    attention = F.scaled_dot_product_attention
+
+    def timed_attention(q, k, v, *args, **kwargs):
+        start = time.perf_counter()
+        out = attention(q, k, v, *args, **kwargs)
+        clock.add("attention", 4 * q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2] * q.shape[3],
+                  time.perf_counter() - start)
+        return out
+
+    layers = streaming.seanet_layers
+    dtype = next(model.mimi.decoder.parameters()).dtype
+    handles = clock.hook(model)
+    F.scaled_dot_product_attention = timed_attention
+    print("\n| rows | layer type | package: ms per call | GFLOPS | x float32 matmul | matrix products: ms per call "
+          "| GFLOPS | x float32 matmul | speed-up |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    try:
+        with torch.no_grad():
+            for rows in counts:
+                states = [streaming.mimi_rows.place(streaming.mimi_fresh, 4000) for _ in range(rows)]
+                latents = torch.randn(rows, 4, model.flow_lm.ldim)
+                best = {}
+                for repeat in range(repeats + 1):
+                    for variant in ("package", "matrix products"):
+                        streaming.seanet_layers = layers if variant == "matrix products" else None
+                        gemm = frames._seanet(streaming, dtype) if streaming.seanet_layers is not None else None
+                        if gemm is not None:
+                            gemm.timer = clock.add
+                        clock.seconds.clear()
+                        clock.flops.clear()
+                        start = time.perf_counter()
+                        frames.decode_rows(model, streaming, latents, states)
+                        whole = time.perf_counter() - start
+                        if gemm is not None:
+                            gemm.timer = None
+                        if repeat == 0:
+                            continue  # warm-up: primitives made, memory allocated
+                        seen = {kind: (clock.seconds[kind], clock.flops[kind]) for kind in clock.seconds}
+                        seen["whole decoder"] = (whole, sum(clock.flops.values()))
+                        for kind, (seconds, flops) in seen.items():
+                            old = best.get((variant, kind))
+                            if old is None or seconds < old[0]:
+                                best[variant, kind] = (seconds, flops)
+                frames.keep_rows(streaming, [])
+                for kind in (*LAYER_TYPES, "whole decoder"):
+                    cells = []
+                    for variant in ("package", "matrix products"):
+                        seconds, flops = best.get((variant, kind), (0.0, 0))
+                        rate = flops / seconds / 1e9 if seconds and flops else None
+                        cells += [f"{seconds * 1000:.2f}", f"{rate:.0f}" if rate else "-",
+                                  f"{rate / f32:.2f}" if rate else "-"]
+                    package, ours = best.get(("package", kind), (0.0, 0))[0], best.get(("matrix products", kind),
+                                                                                      (0.0, 0))[0]
+                    speedup = f"{package / ours:.2f}x" if package and ours else "-"
+                    print(f"| {rows} | {kind} | " + " | ".join(cells) + f" | {speedup} |", flush=True)
+    finally:
+        F.scaled_dot_product_attention = attention
+        for handle in handles:
+            handle.remove()
+        streaming.seanet_layers = layers
+    print("\nEach figure is the best of the calls measured, four frames a row per call, the two decoders "
+          "taking turns; 'whole decoder' is the whole call, the timing hooks' own small cost in it. ELU has "
+          "no FLOPs counted (a pass over memory with an exponential). 'depthwise' is Mimi's upsampling "
+          "from 12.5 to 200 positions a second, the package's module in both.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default="1,4,8,16")
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--layer-repeats", type=int, default=5, help="decoder calls per variant and row count")
+    parser.add_argument("--layers-only", action="store_true", help="only the decoder's layers")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (default: every core; 1 where another process shares the cores)")
+    parser.add_argument("--no-layers", action="store_true", help="skip the decoder's layers")
     args = parser.parse_args()
     counts = [int(n) for n in args.rows.split(",")]
 
@@ -137,7 +290,7 @@ def main() -> None:
            "TTS_ROUTES": "es=pocket", "TTS_DEFAULT_LANGUAGE": "es", "TTS_VOICE_DIR": str(voice.parent),
            "TTS_POCKET_VOICE": voice.stem, "TTS_MAX_BATCH_SIZE": str(max(counts)), "TTS_LOG_FILE": ""}
     engine = load_engine(env, "es", quantize="on")
-    torch.set_num_threads(len(os.sched_getaffinity(0)))  # pocket-tts sets one when it is imported
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))  # pocket-tts sets one when imported
     internals.set_temperature(engine._model, 0.7)  # sampling as served
     timers = Timers()
     timers.wrap(frames, "flow_step", "flow")
@@ -146,6 +299,10 @@ def main() -> None:
     timers.wrap(frames, "_attend", "attention")
     print(f"model: {config} (full size, random weights); {len(os.sched_getaffinity(0))} CPU cores, "
           f"{torch.get_num_threads()} torch threads; decoder in {engine.decoder_precision}", flush=True)
+    if not args.no_layers:
+        layer_profile(engine._model, engine._streaming, counts, args.layer_repeats)
+    if args.layers_only:
+        return
 
     print("\n| rows | step | flow model | of it attention | Mimi decoder | of it attention | bookkeeping | "
           "outside torch ops | per row-frame | every row real time |")

@@ -270,10 +270,11 @@ class Settings:
                                     "pocket-tts's own int8 quantization (quantize=True): auto is on with "
                                     "TTS_DEVICE cpu, off with CUDA.")
     pocket_decoder_precision: str = _setting(
-        "TTS_POCKET_DECODER_PRECISION", "auto", _choice("auto", "float32", "bfloat16"),
-        "Number format of Pocket TTS's Mimi decoder convolutions (two thirds of a batched step on a CPU): "
-        "bfloat16 runs them 2-4x faster where the CPU computes it natively (AVX512-BF16, AMX), within "
-        "about 3e-3 of float32 (docs/benchmarks.md); auto picks it on such a CPU, float32 elsewhere.")
+        "TTS_POCKET_DECODER_PRECISION", "auto", _choice("auto", "float32", "bfloat16", "int8"),
+        "Number format of Pocket TTS's Mimi decoder: auto is float32 (the package's audio up to "
+        "rounding). bfloat16 (SEANet convolutions; fast only with AVX512-BF16 or AMX) and int8 (the "
+        "decoder transformer's linear layers) are lossy: about 44 dB SNR for bfloat16, an error that a "
+        "60 dB-deep pause would not hide; see docs/benchmarks.md.")
     pocket_preload_languages: tuple[str, ...] = _setting(
         "TTS_POCKET_PRELOAD_LANGUAGES", (), _language_list,
         "Pocket TTS languages loaded at start; the others load on their first request. "

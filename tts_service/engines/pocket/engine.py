@@ -53,15 +53,6 @@ STATE_FILES = (".safetensors",)
 DECODE_CHUNK_FRAMES = 4
 
 
-def cpu_has_native_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (elsewhere oneDNN emulates it, slower than float32)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
 @dataclass
 class PocketPiece:
     """One chunk as the package will speak it: its own text rules applied, tokens counted."""
@@ -167,12 +158,10 @@ class PocketEngine(Engine):
 
     @property
     def decoder_precision(self) -> str:
-        """The Mimi decoder's number format in the frame loop: bfloat16 where a CPU computes it natively."""
+        """The Mimi decoder's number format in the frame loop: float32 unless asked (auto). bfloat16
+        and int8 are lossy, and what they do to the pauses is not shown (bench/decoder_quality.py)."""
         wanted = self.settings.pocket_decoder_precision
-        if wanted == "auto":
-            device = self.settings.resolved_device()
-            return "bfloat16" if device == "cpu" and cpu_has_native_bfloat16() else "float32"
-        return wanted
+        return "float32" if wanted == "auto" else wanted
 
     @property
     def model_id(self) -> str:
@@ -237,8 +226,8 @@ class PocketEngine(Engine):
         self._frame_loop = problem is None
         if self._frame_loop:
             self._streaming = frames.streaming_modules(self._model)
-            if self.decoder_precision == "bfloat16":
-                frames.set_decoder_dtype(self._model, "bfloat16")
+            if self.decoder_precision != "float32":
+                frames.set_decoder_dtype(self._model, self.decoder_precision)
         if problem:
             logger.warning("Pocket TTS %s: %s; generating a sentence per step instead of a frame",
                            self.language, problem)

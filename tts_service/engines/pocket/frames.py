@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
+from . import decoder as gemm
 from .internals import _attentions, _decoder_side, _stateful
 
 if TYPE_CHECKING:
@@ -22,7 +23,9 @@ if TYPE_CHECKING:
     from pocket_tts.models.flow_lm import FlowLMModel
     from pocket_tts.models.mimi import MimiModel
     from pocket_tts.modules.attention import StreamingMultiheadAttention, _LinearKVCacheBackend
+    from pocket_tts.modules.conv import StreamingConv1d, StreamingConvTranspose1d
     from pocket_tts.modules.rope import RotaryEmbedding
+    from pocket_tts.modules.seanet import SEANetDecoder, SEANetResnetBlock
     from pocket_tts.modules.stateful_module import StatefulModule
     from pocket_tts.modules.transformer import ProjectedTransformer, StreamingTransformer, StreamingTransformerLayer
 
@@ -41,6 +44,8 @@ class StreamingModules:
     mimi_fresh: dict  # Mimi's decoder state before any frame, caches empty
     flow_rows: RowCaches = None  # every row's flow-model KV caches, as slots of one tensor per layer
     mimi_rows: RowCaches = None  # the same for Mimi's decoder transformer
+    seanet: object = None  # the SEANet decoder as matrix products (`decoder.SeanetGemm`), built on first use
+    seanet_layers: list | None = None  # its layers as plain tensors; None: the package's own decoder runs
 
 
 def streaming_modules(model: TTSModel) -> StreamingModules:
@@ -53,7 +58,48 @@ def streaming_modules(model: TTSModel) -> StreamingModules:
         flow_modules=_stateful(flow), mimi_modules=decoder_side,
         mimi_conv=[name for name, module in decoder_side if not isinstance(module, StreamingMultiheadAttention)],
         mimi_fresh={name: _fresh_state(module) for name, module in decoder_side},
-        flow_rows=RowCaches(_attentions(_stateful(flow))), mimi_rows=RowCaches(_attentions(decoder_side)))
+        flow_rows=RowCaches(_attentions(_stateful(flow))), mimi_rows=RowCaches(_attentions(decoder_side)),
+        seanet_layers=seanet_layers(mimi))
+
+
+def seanet_layers(mimi: MimiModel) -> list | None:
+    """Mimi's SEANet decoder as plain layers (`decoder.Conv`, `ConvTranspose`, `Elu`, `Residual`),
+    their weights shared with the package's modules; None where a layer has no such form (the
+    package's own decoder then runs)."""
+    import torch
+    from pocket_tts.modules.conv import StreamingConv1d, StreamingConvTranspose1d
+    from pocket_tts.modules.seanet import SEANetDecoder, SEANetResnetBlock
+
+
+    names = {id(module): name for name, module in _decoder_side(mimi)}
+    seanet: SEANetDecoder = mimi.decoder
+
+    def plain(module):
+        conv: StreamingConv1d
+        convtr: StreamingConvTranspose1d
+        block: SEANetResnetBlock
+        if isinstance(module, torch.nn.ELU):
+            return gemm.Elu(float(module.alpha))
+        if isinstance(module, StreamingConv1d):
+            conv = module
+            inner = conv.conv
+            if inner.stride[0] != 1 or inner.groups != 1 or conv.pad_mode != "constant":
+                return None
+            return gemm.Conv(names[id(conv)], inner.weight, inner.bias, inner.dilation[0])
+        if isinstance(module, StreamingConvTranspose1d):
+            convtr = module
+            inner = convtr.convtr
+            if inner.groups != 1 or inner.kernel_size[0] != 2 * inner.stride[0]:
+                return None
+            return gemm.ConvTranspose(names[id(convtr)], inner.weight, inner.bias, inner.stride[0])
+        if isinstance(module, SEANetResnetBlock):
+            block = module
+            inner = [plain(layer) for layer in block.block]
+            return None if None in inner else gemm.Residual(inner)
+        return None
+
+    layers = [plain(module) for module in seanet.model]
+    return None if None in layers else layers
 
 
 def _fresh_state(module: StatefulModule) -> dict:
@@ -289,11 +335,27 @@ def start_piece(model: TTSModel, streaming: StreamingModules, voice_state: dict,
 
 
 def set_decoder_dtype(model: TTSModel, dtype: str) -> None:
-    """Run the SEANet decoder's convolutions in `dtype` (frame loop only: `decode_rows` casts its
-    input and the rows' convolution states; the package's own generator would not)."""
+    """Run Mimi's decoder in `dtype` (frame loop only: `decode_rows` casts its input and the rows'
+    convolution states; the package's own generator would not).
+
+    "bfloat16": the SEANet decoder's weights and activations. "int8": the decoder transformer's
+    linear layers with int8 weights (one scale per output channel) and activations quantized as
+    they come (one scale per call, as pocket-tts quantizes its flow model), the SEANet decoder's
+    convolutions left in float32: int8 activations there put hiss in the pauses.
+    """
     import torch
 
     mimi: MimiModel = model.mimi
+    if dtype == "int8":
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        if torch.backends.quantized.engine == "none":
+            import platform
+
+            torch.backends.quantized.engine = "qnnpack" if platform.machine() in ("arm64", "aarch64") else "fbgemm"
+        quantize_dynamic(mimi.decoder_transformer, {torch.nn.Linear: per_channel_dynamic_qconfig},
+                         dtype=torch.qint8, inplace=True)
+        return
     decoder = mimi.decoder
     decoder.to(getattr(torch, dtype))
 
@@ -364,7 +426,9 @@ def decode_rows(model: TTSModel, streaming: StreamingModules, latents, states: l
 
     The package's `MimiModel.decode_from_latent`, batched: the convolutions' streaming states are
     stacked into one batch and split back after; the decoder transformer attends per row over each
-    row's own cache, as in `flow_step`. Each row's state in `states` is advanced.
+    row's own cache, as in `flow_step`; the SEANet decoder runs as matrix products over
+    channels-last rows (`decoder.SeanetGemm`) where `streaming.seanet_layers` has its layers, as
+    the package's modules otherwise. Each row's state in `states` is advanced.
     """
 
     flow: FlowLMModel = model.flow_lm
@@ -384,8 +448,11 @@ def decode_rows(model: TTSModel, streaming: StreamingModules, latents, states: l
     rows, steps_per_row, dim = emb.shape
     emb = _transformer_rows(projected.transformer, emb.reshape(1, rows * steps_per_row, dim), states,
                             [steps_per_row] * rows, streaming.mimi_rows).reshape(rows, steps_per_row, dim)
-    emb = projected.output_projs[0](emb).transpose(1, 2)
-    audio = decoder(emb.to(decoder_dtype), stacked).float()
+    emb = projected.output_projs[0](emb)
+    if streaming.seanet_layers is not None:
+        audio = _seanet(streaming, decoder_dtype)(emb, stacked).float()
+    else:
+        audio = decoder(emb.transpose(1, 2).to(decoder_dtype), stacked).float()
     steps = steps_per_latent(mimi) * latents.shape[1]
     for index, state in enumerate(states):
         for name, module_state in stacked.items():
@@ -393,6 +460,13 @@ def decode_rows(model: TTSModel, streaming: StreamingModules, latents, states: l
                 state[name][key] = value[index:index + 1]
         _advance(streaming.mimi_modules, state, steps)
     return [audio[index:index + 1] for index in range(len(states))]
+
+
+def _seanet(streaming: StreamingModules, dtype):
+    """The matrix-product decoder in the package decoder's number format, built once per format."""
+    if streaming.seanet is None or streaming.seanet.dtype != dtype:
+        streaming.seanet = gemm.SeanetGemm(streaming.seanet_layers, dtype)
+    return streaming.seanet
 
 
 def _stack(values: list, dtype=None):

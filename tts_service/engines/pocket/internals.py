@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from pocket_tts.models.flow_lm import FlowLMModel
     from pocket_tts.models.mimi import MimiModel
     from pocket_tts.modules.attention import StreamingMultiheadAttention
+    from pocket_tts.modules.conv import StreamingConv1d, StreamingConvTranspose1d
     from pocket_tts.modules.stateful_module import StatefulModule
     from pocket_tts.modules.text_conditioner import LUTConditioner
     from pocket_tts.modules.transformer import StreamingTransformer, StreamingTransformerLayer
@@ -123,6 +124,18 @@ FRAME_LOOP: dict[str, str] = {
     "pocket_tts.models.mimi:MimiModel().frame_rate": "latent frames per second",
     "pocket_tts.models.mimi:MimiModel().encoder_frame_rate": "Mimi's inner steps per second",
     "pocket_tts.modules.transformer:ProjectedTransformer": "Mimi's decoder transformer's class, to hold it by type",
+    "pocket_tts.modules.seanet:SEANetDecoder": "the SEANet decoder's class, to hold it by type",
+    "pocket_tts.modules.seanet:SEANetDecoder().model":
+        "its layers in order, read once into matrix-product form (engines/pocket/decoder.py)",
+    "pocket_tts.modules.seanet:SEANetResnetBlock": "a residual block's class, to tell it and hold it by type",
+    "pocket_tts.modules.seanet:SEANetResnetBlock().block": "the block's layers, added to its input",
+    "pocket_tts.modules.conv:StreamingConv1d": "a streaming convolution's class, to tell it and hold it by type",
+    "pocket_tts.modules.conv:StreamingConv1d().conv": "its torch convolution: weights, dilation, stride",
+    "pocket_tts.modules.conv:StreamingConv1d().pad_mode":
+        "only 'constant' padding has the matrix-product form (the released configs' setting)",
+    "pocket_tts.modules.conv:StreamingConvTranspose1d":
+        "a streaming transposed convolution's class, to tell it and hold it by type",
+    "pocket_tts.modules.conv:StreamingConvTranspose1d().convtr": "its torch transposed convolution: weights, stride",
     "pocket_tts.modules.transformer:ProjectedTransformer().input_proj": "its input projection, if any",
     "pocket_tts.modules.transformer:ProjectedTransformer().transformer": "its layers, run with per-row attention",
     "pocket_tts.modules.transformer:ProjectedTransformer().output_projs": "its first output projection",
@@ -168,6 +181,11 @@ FRAME_LOOP: dict[str, str] = {
         "[2, batch, positions, heads, dim]: each request's copy gets room for its positions",
     "pocket_tts.modules.stateful_module:StatefulModule().init_state()[*]":
         "Mimi's decoder convolution states are batch-first: rows are stacked on dim 0",
+    "pocket_tts.modules.conv:StreamingConv1d().init_state()['previous']":
+        "[batch, in, kernel - stride]: the inputs a convolution still needs, read and replaced by "
+        "the matrix-product decoder",
+    "pocket_tts.modules.conv:StreamingConvTranspose1d().init_state()['partial']":
+        "[batch, out, kernel - stride], without the bias: what a transposed convolution carries over",
 }
 
 INTERNALS: dict[str, str] = {**SERVING, **FRAME_LOOP}
@@ -400,11 +418,33 @@ def _batch_first_problem(model: TTSModel) -> str | None:
     return None
 
 
+def _conv_state_problem(model: TTSModel) -> str | None:
+    from pocket_tts.modules.conv import StreamingConv1d, StreamingConvTranspose1d
+
+    conv: StreamingConv1d
+    for conv in _instances(model, StreamingConv1d):
+        inner = conv.conv
+        want = ((inner.kernel_size[0] - 1) * inner.dilation[0] + 1) - inner.stride[0]
+        previous = conv.init_state(2, sequence_length=0).get("previous")
+        if previous is None or tuple(previous.shape) != (2, inner.in_channels, want):
+            return "a convolution's state is no longer [batch, in, kernel - stride] under 'previous'"
+    convtr: StreamingConvTranspose1d
+    for convtr in _instances(model, StreamingConvTranspose1d):
+        inner = convtr.convtr
+        partial = convtr.init_state(2, sequence_length=0).get("partial")
+        want = (2, inner.out_channels, inner.kernel_size[0] - inner.stride[0])
+        if partial is None or tuple(partial.shape) != want:
+            return "a transposed convolution's state is no longer [batch, out, kernel - stride] under 'partial'"
+    return None
+
+
 _MODEL_CHECKS = {
     "pocket_tts.models.flow_lm:FlowLMModel().flow_type": _flow_type_problem,
     "pocket_tts.modules.stateful_module:StatefulModule()._module_absolute_name": _state_names_problem,
     "pocket_tts.modules.attention:StreamingMultiheadAttention().init_state()['cache']": _cache_layout_problem,
     "pocket_tts.modules.stateful_module:StatefulModule().init_state()[*]": _batch_first_problem,
+    "pocket_tts.modules.conv:StreamingConv1d().init_state()['previous']": _conv_state_problem,
+    "pocket_tts.modules.conv:StreamingConvTranspose1d().init_state()['partial']": _conv_state_problem,
 }
 
 
