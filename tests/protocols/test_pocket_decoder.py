@@ -152,3 +152,21 @@ def test_auto_precision_is_float32(tiny_env):
     assert auto.decoder_precision == "float32"
     assert next(auto._model.mimi.decoder.parameters()).dtype == torch.float32
     assert any(isinstance(module, torch.nn.Linear) for module in auto._model.mimi.decoder_transformer.modules())
+
+
+def test_channels_are_ordered_by_sign_after_the_first_call(engine):
+    """The first call counts how often each channel is positive; later calls run with every
+    layer's channels in that order and still say what the package says."""
+    from tts_service.engines.pocket import decoder, frames
+
+    streaming = engine._streaming
+    streaming.seanet = None
+    latents = latents_for(engine, rows=2, frames=2 * CHUNK, seed=4)
+    reference = package_audio(engine._model, latents)
+    audio = frame_loop_audio(engine, latents)  # the first call calibrates, the second is ordered
+    gemm = frames._seanet(streaming, torch.float32)
+    assert gemm.positives is None
+    ordered = [step for step in gemm.steps if isinstance(step, decoder._ConvTransposeGemm)]
+    assert ordered and all(step.order_out is not None for step in ordered)
+    assert any(not torch.equal(step.order_out, torch.arange(len(step.order_out))) for step in ordered)
+    assert float(np.abs(audio - reference).max()) <= EXACT

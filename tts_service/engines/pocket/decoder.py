@@ -1,21 +1,23 @@
 """Mimi's SEANet decoder as matrix products over channels-last activations.
 
-oneDNN runs the decoder's streaming convolutions (a few positions per row, a new input length
-almost every call) far below this CPU's matrix-product rate. The same arithmetic as plain
-matrix products over every row and position at once runs close to it:
+The package's modules run the decoder's streaming convolutions through oneDNN, a new input
+length almost every call; its transposed convolutions reach 0.55-0.75 of this CPU's float32
+matrix-product rate (docs/benchmarks.md). The same arithmetic as plain matrix products over every
+row and position at once:
 
-- a convolution of kernel k is one product of the rows' windows (k positions of every channel,
-  side by side) with the kernel laid out [k * in, out];
 - a transposed convolution of stride s and kernel 2s is one product giving each input position
   its 2s output positions, the first s added to the second s of the position before (the
-  streaming state carries the last position's second half into the next call);
+  streaming state carries the last position's second half into the next call): 0.8-0.9;
+- a convolution of kernel k is one product of the rows' windows (k positions of every channel
+  side by side) with the kernel laid out [k * in, out], or, for narrow inputs, one product per
+  tap over the rows laid end to end;
 - activations stay [rows, positions, channels] from the first layer to the last, so no layer
-  transposes.
+  transposes, and each layer's channels are ordered so that ELU finds its fast path (`SeanetGemm`).
 
 Sums are added in another order than oneDNN's, so the audio equals the package's up to float
 rounding. The layers come from `frames.seanet_layers` as plain tensors; the streaming states are
-the package's own (`previous`: [rows, in, k - 1], `partial`: [rows, out, s]), read and replaced
-here, so a row may go back and forth between this path and the package's.
+the package's own, in its channel order (`previous`: [rows, in, k - 1], `partial`: [rows, out, s]),
+read and replaced here, so a row may go back and forth between this path and the package's.
 """
 
 from __future__ import annotations
