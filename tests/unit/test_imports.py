@@ -22,6 +22,7 @@ DEFERRED = {
 # The first prefix that matches names a module's floor.
 FLOORS = (
     ("tts_service.config", "tts_service.logs", "tts_service.heap", "tts_service.threads", "tts_service.metrics",
+     "tts_service.durable",
      "tts_service.speech.refusals", "tts_service.text"),
     ("tts_service.engines", "tts_service.scheduler.realtime", "tts_service.audio"),
     ("tts_service.scheduler", "tts_service.routing", "tts_service.voices"),

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Settings
+from ..durable import sync_dir, sync_file, write_atomic
 from ..speech.refusals import BAD_REQUEST, CONFLICT, FORBIDDEN, TIMED_OUT, UNAVAILABLE, Refusal
 from ..logs import log_safe
 from ..threads import release_helpers, set_own_threads
@@ -67,31 +68,6 @@ class CustomVoice:
     def meta(self) -> dict:
         return {"id": self.id, "name": self.name, "created_at": self.created_at, "consent": self.consent,
                 "states": self.states, "recording": self.recording}
-
-
-def _write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as written:
-        os.fsync(written.fileno())
-
-
-def _sync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _encoding_thread_setup(threads: int) -> None:
@@ -330,18 +306,18 @@ class VoiceLibrary:
             placed = []
             for engine, language, state in states:
                 engine.write_voice_state(state, folder / f"{language}.safetensors")
-                _fsync(folder / f"{language}.safetensors")
+                sync_file(folder / f"{language}.safetensors")
                 voice.states[language] = {"model": engine.model_id, "file": f"{language}.safetensors"}
                 placed.append((engine, self.root / voice.id / f"{language}.safetensors", state))
             if voice.recording:
-                _write(folder / RECORDING, sample.wav())
-            _write(folder / META, json.dumps(voice.meta(), ensure_ascii=False, indent=1).encode("utf-8"))
-            _sync_dir(folder)
+                write_atomic(folder / RECORDING, sample.wav())
+            write_atomic(folder / META, json.dumps(voice.meta(), ensure_ascii=False, indent=1).encode("utf-8"))
+            sync_dir(folder)
             if not handoff.commit(lambda: os.rename(folder, self.root / voice.id)):
                 shutil.rmtree(folder, ignore_errors=True)  # the client was told it failed: it must not appear
                 voice.states.clear()
                 return []
-            _sync_dir(self.root)
+            sync_dir(self.root)
             logger.info("voice %s encoded in %.2f s (%.1f s of speech)", voice.id, encoded, sample.speech_seconds)
             return placed
         except BaseException:
@@ -367,12 +343,12 @@ class VoiceLibrary:
                 file = f"{engine.language}.safetensors"
                 partial = folder / f".{file}.tmp"
                 engine.write_voice_state(state, partial)
-                _fsync(partial)
+                sync_file(partial)
                 os.replace(partial, folder / file)
                 with self._lock:
                     voice.states[engine.language] = {"model": engine.model_id, "file": file}
                     meta = folder / f".{META}.tmp"
-                    _write(meta, json.dumps(voice.meta(), ensure_ascii=False, indent=1).encode("utf-8"))
+                    write_atomic(meta, json.dumps(voice.meta(), ensure_ascii=False, indent=1).encode("utf-8"))
                     os.replace(meta, folder / META)
                 engine.add_voice_state(folder / file, state)
                 logger.info("voice %s made for %s from its kept recording", voice.id, engine.language)
