@@ -156,3 +156,30 @@ def test_a_clause_spoken_after_the_clause_pause_is_the_first(make_app, tiny_env)
         server.shutdown()
     assert pieces(messages) == [["Bueno"], words]
     assert_whole_session(messages, ["Bueno"] + words)
+
+
+def test_a_refusal_when_the_clause_pause_flushes_ends_the_session_once(tiny_env, monkeypatch):
+    """Words left waiting become a clause after the pause; if that clause is refused, the session says
+    so once: one Error and nothing after it, never an Error and then a Done or a second Error."""
+    from tts_service.speech.events import Done, Error
+    from tts_service.speech.refusals import BAD_REQUEST, Refusal
+    from tts_service.speech.request import SpeechRequest
+    from tts_service.speech.session import Session
+
+    env = {**tiny_env, "TTS_POCKET_LANGUAGES": "es", "TTS_DEFAULT_LANGUAGE": "es"}
+    with running_app(env, rate_limit="", cache_bytes=0, session_clause_pause=0.2) as app:
+        service = app.extensions["tts_service"]
+        ends = []
+
+        def refuse(self, text, whole=False):
+            raise Refusal(BAD_REQUEST, "this clause cannot be spoken")
+
+        monkeypatch.setattr(Session, "_prepared", refuse)
+        session = Session(service, SpeechRequest(streamed=True, language="es"),
+                          lambda event: ends.append(event) if isinstance(event, (Done, Error)) else None)
+        session.start()
+        session.add_text("Hola que tal")  # no sentence end, too few words for a first clause: it waits
+        session.wait(10)
+        time.sleep(0.5)  # anything sent after the first end would arrive meanwhile
+        assert [type(event) for event in ends] == [Error]
+        assert ends[0].refusal.message == "this clause cannot be spoken"

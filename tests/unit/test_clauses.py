@@ -97,3 +97,20 @@ def test_marks_alone_are_never_a_clause():
     cutter = ClauseCutter()
     assert cutter.feed("... ") == []
     assert cutter.feed("", flush=True) == []
+
+
+# -- how much of a stream's text may be read before the rest arrives ---------------------------
+@pytest.mark.parametrize("context, text, ready", [
+    ("", "Quedan 21 ", "Quedan "),  # the noun decides "veintiún" or "veintiuna"
+    ("", "Quedan 21 páginas y ", "Quedan 21 páginas "),  # a plain last word may still change
+    ("", "Cuesta 1", ""),  # a figure still arriving, and the word before it
+    ("", "Vive en EE. ", "Vive en "),  # an abbreviation in two parts
+    ("", "Claro que sí, te lo explico, ", "Claro que sí, te lo explico,"),  # a clause's end goes at once
+    ("", 'Hola <break time="1.5s"/> y luego más ', 'Hola <break time="1.5s"/> y luego '),
+    ("", 'Di <say-as interpret-as="characters">SQL</say-as> ', "Di "),
+    ("Subió un 25 % en el siglo ", "XXI. Luego ", "XXI. "),
+])
+def test_streamed_text_is_read_no_sooner_than_its_figures_allow(context, text, ready):
+    from tts_service.speech.session import figures_cut
+
+    assert text[:figures_cut(context, text, "es")] == ready

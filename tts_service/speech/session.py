@@ -35,6 +35,7 @@ left, an empty end of stream closing at once).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -48,6 +49,7 @@ from ..text.pauses import MAX_BREAK_SECONDS, split_breaks, unfinished_tag
 from ..routing import Route
 from ..scheduler import Job
 from ..text.markdown import group_sentences, split_sentences
+from ..text import spoken
 from ..text.markup import unfinished_markup
 from .clauses import ClauseCutter
 from .events import Audio, Done, Error, Event, Word
@@ -114,6 +116,51 @@ class _Piece:
         self.job: Job | None = None
 
 
+_WORD = re.compile(r"\S+")
+_TAG = re.compile(r"<(/?)(say-as|sub|break)\b[^<>]*>?", re.IGNORECASE)
+CONTEXT_CHARS = 200  # of a stream's text already read, kept for the figures after it
+
+
+def figures_cut(context: str, text: str, language: str) -> int:
+    """How much of streamed text (taken as written) may be read now, after `context` (what was read
+    just before): its finished words but the last, unless that one ends a clause, and never a
+    figure or abbreviation without the word after it ("21 páginas", "1.500 €", "EE. UU.", "March 3,
+    2024"), so that text streamed in pieces is read as the same text sent whole."""
+    words = list(_WORD.finditer(text))
+    finished = words if text[-1:].isspace() else words[:-1]  # the last word may still be growing
+    if not finished:
+        return 0
+    last = finished[-1].group()
+    cut = finished[-1].end()
+    if last[-1] not in ",;:.!?…" or any(char.isdigit() for char in last) \
+            or last.rstrip(".") in spoken.not_sentence_ends() or spoken.ends_in_abbreviation(last):
+        cut = finished[-1].start()  # the next word may change how it is read
+    shift = len(context)
+    tags = [(tag.start(), tag.end()) for tag in _TAG.finditer(text)]
+    for reading in reversed(spoken.readings(context + text, language)):
+        start, end = reading.start - shift, reading.end - shift
+        if end <= 0:
+            break
+        if any(a <= start < b for a, b in tags):  # a figure inside a tag's attributes is no reading
+            continue
+        if text[end:end + 1] in (".", ",", ";", ":", "!", "?", "…") and end > 0:
+            following = end  # its sentence or clause ends there: the next word changes nothing
+        else:
+            following = next((word.end() for word in words if word.start() >= end), None)
+        if max(start, 0) < cut and (following is None or cut < following):
+            cut = max(start, 0)
+    for tag in _TAG.finditer(text):  # a tag, or a say-as/sub element, is read whole
+        if tag.start() >= cut:
+            break
+        end = tag.end()
+        if tag.group(2).lower() != "break" and not tag.group(1):
+            closing = text.find(f"</{tag.group(2)}", tag.end())
+            end = text.find(">", closing) + 1 if closing >= 0 else len(text) + 1
+        if cut < end:
+            return tag.start()
+    return cut
+
+
 def reading_for(service, request: SpeechRequest) -> Reading:
     """How this request's figures are read: its own "normalize", else the service's, with its lexicon."""
     normalize = service.settings.normalize if request.normalize is None else request.normalize
@@ -149,6 +196,8 @@ class Session:
         self._raw = ""  # clean: the sentence still being written
         self._pending = ""  # text not handed out yet: it ends in an unfinished pause tag
         self._clauses = ClauseCutter()
+        self._read = ""  # the stream's text read last (as written), the context of what comes next
+        self._raw_lock = threading.Lock()  # `_raw` is read by the caller's thread and, at a clause pause, the session's
         self._clause_order = threading.Lock()  # clauses leave in order, whichever thread completes them
         self._last_text = time.monotonic()
         self._segments: deque = deque()  # _Speech, _Piece, or a pause in seconds
@@ -230,7 +279,8 @@ class Session:
         if text.strip():
             self.started_text = True
         if self.request.clean or self.reading.normalize:
-            text = self._clean_sentences(text, final=False)
+            with self._raw_lock:
+                text = self._clean_sentences(text, final=False)
         with self._cond:
             self._pending += text
             self._last_text = time.monotonic()
@@ -242,7 +292,8 @@ class Session:
         if self.ended:
             raise Refusal(BAD_REQUEST, "the end of the text was already sent")
         if self.request.clean or self.reading.normalize:
-            rest = self._clean_sentences("", final=True)
+            with self._raw_lock:
+                rest = self._clean_sentences("", final=True)
             with self._cond:
                 self._pending += rest
         self._release_text(final=True)
@@ -365,9 +416,21 @@ class Session:
             done, self._raw = [self._raw], ""
         else:
             held = unfinished_markup(self._raw)  # a <say-as>/<sub> still arriving is read whole
-            done, rest = complete_sentences(self._raw[:held])
+            tag = unfinished_tag(self._raw)
+            held = min(held, tag) if tag >= 0 else held
+            if self.request.clean:  # Markdown is read a sentence at a time
+                done, rest = complete_sentences(self._raw[:held])
+            else:  # words go on as they come, but no figure is cut from its context
+                cut = min(held, figures_cut(self._read, self._raw[:held], self.route.language))
+                done, rest = [self._raw[:cut]] if cut else [], self._raw[:held][cut:]
             self._raw = rest + self._raw[held:]
-        cleaned = (prepare_text(sentence, self.route.language, self.request.clean, self.reading) for sentence in done)
+        if self.request.clean:
+            cleaned = [prepare_text(sentence, self.route.language, True, self.reading) for sentence in done]
+        else:
+            cleaned = []
+            for part in done:
+                cleaned.append(prepare_text(part, self.route.language, False, self.reading, self._read))
+                self._read = (self._read + part)[-CONTEXT_CHARS:]
         return "".join(f"{sentence} " for sentence in cleaned if sentence)
 
     def _release_text(self, final: bool) -> None:
@@ -447,10 +510,17 @@ class Session:
                     return None
                 idle = time.monotonic() - self._last_text
                 pause = self.settings.session_clause_pause
-                waiting = not self.streams_text and self._clauses.pending.strip() and idle >= pause
+                held = self._clauses.pending.strip() or (not self.request.clean and self._raw.strip())
+                waiting = not self.streams_text and held and idle >= pause
                 if not waiting:
-                    self._cond.wait(max(pause - idle, 0.05) if self._clauses.pending.strip() else 0.5)
+                    self._cond.wait(max(pause - idle, 0.05) if held else 0.5)
                     continue
+            if not self.request.clean:  # the words held for their figures' sake go too
+                with self._raw_lock:
+                    rest = self._clean_sentences("", final=True)
+                with self._cond:
+                    self._pending += rest
+                self._release_text(final=False)
             self._feed_clauses("", flush=True)  # a refusal here ends the session in `_pump`, once
 
     def _pump(self) -> None:

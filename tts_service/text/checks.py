@@ -63,18 +63,19 @@ class Reading:
 AS_WRITTEN = Reading(normalize=False)
 
 
-def prepare_text(text: str, language: str, clean: bool, reading: Reading = Reading()) -> str:
+def prepare_text(text: str, language: str, clean: bool, reading: Reading = Reading(), context: str = "") -> str:
     """What the engine will be asked to say, pause tags kept; empty when nothing speakable is left.
 
     Markdown is made speakable first (`clean`), then figures are read (`reading`), line by line and
     before sentences are cut, so that "Sr.", "3.º" and "1.500" never end one; `<say-as>` and `<sub>`
-    stretches are read as they ask, whatever the rest."""
+    stretches are read as they ask, whatever the rest. `context`: a stream's text read just before
+    this part, for the figures that depend on what precedes them."""
     text = check_text(text)
 
     def figures(line: str) -> str:
         if not reading.normalize:
             return line
-        return spoken.say(reading.lexicon.apply(line, language), language)
+        return spoken.say(reading.lexicon.apply(line, language), language, context)
 
     def plain(part: str) -> str:
         return speakable(part, language, figures if reading.normalize else None) if clean else figures(part.strip())

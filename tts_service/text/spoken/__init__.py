@@ -76,9 +76,15 @@ def readings(text: str, language: str) -> list[Reading]:
         return []
 
 
-def say(text: str, language: str) -> str:
-    """`text` with its figures and abbreviations written out as they are spoken."""
-    return apply(text, readings(text, language))
+def say(text: str, language: str, context: str = "") -> str:
+    """`text` with its figures and abbreviations written out as they are spoken; `context` is the
+    text that came just before it (a stream's words already read), read for what it tells of
+    `text` ("siglo" before "XXI", a sentence's start) and not returned."""
+    if not context:
+        return apply(text, readings(text, language))
+    found = readings(context + text, language)
+    shift = len(context)
+    return apply(text, [Reading(r.start - shift, r.end - shift, r.spoken) for r in found if r.start >= shift])
 
 
 _TELEPHONE = re.compile(r"\+?[\d ().\-/]{3,40}")
