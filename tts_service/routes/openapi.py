@@ -111,7 +111,8 @@ def build_spec(app) -> dict:
                 "type": "object", "required": ["text"], "additionalProperties": False,
                 "properties": {"text": tts_request["content"]["application/json"]["schema"]["properties"]["text"],
                                "language": {"type": "string", "enum": router.languages},
-                               "voice": {"type": "string"}, "clean": {"type": "boolean"},
+                               "voice": tts_request["content"]["application/json"]["schema"]["properties"]["voice"],
+                               "clean": {"type": "boolean"},
                                "normalize": {"type": "boolean"}}}}}},
             "responses": {"200": {"description": "The text as the engine would get it, and its language.",
                                   "content": {"application/json": {"schema": {
