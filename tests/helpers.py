@@ -88,6 +88,14 @@ def served(app):
         server.server_close()
 
 
+def spoken_words(text: str, language: str) -> list[str]:
+    """The words the service speaks for `text`: figures and abbreviations read aloud ("Capibara6"
+    is "Capibara seis"), through the text path every door takes."""
+    from tts_service.text.checks import prepare_text
+
+    return prepare_text(text, language, True).split()
+
+
 def decode_wav(b64: str) -> tuple[np.ndarray, int]:
     """Decode the base64 audio of a /tts answer into samples and sample rate."""
     data, rate = sf.read(io.BytesIO(base64.b64decode(b64)), dtype="float32")

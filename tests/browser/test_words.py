@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import running_app, served
+from helpers import running_app, served, spoken_words
 
 TEXT = "Hola, soy Capibara6 con voz natural de Kyutai."
 
@@ -54,7 +54,7 @@ def test_the_lit_word_follows_playback(page, streamed):
     words = page.evaluate("window.__words")
     assert words and {w["word_times"] for w in words} == {"aligned"}
     assert page.get_attribute("#words", "data-word-times") == "aligned"
-    assert [w["word"] for w in words] == TEXT.split()[:len(words)]
+    assert [w["word"] for w in words] == spoken_words(TEXT, "es")[:len(words)]
     lit = [s for s in samples if s["heard"] is not None and s["current"] >= 0 and s["litAt"] is not None]
     assert len(lit) > 10, samples
     indices = [s["current"] for s in lit]
