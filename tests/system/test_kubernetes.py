@@ -201,7 +201,7 @@ def test_gpu_overlay_asks_for_one_gpu_on_a_gke_gpu_node():
     assert env(objects)["TTS_DEVICE"]["value"] == "cuda"
     # Patches merge into the base: the base's probes, mounts and settings are all still there.
     assert {"TTS_TRUST_PROXY", "TTS_API_KEY", "HF_TOKEN"} <= env(objects).keys()
-    assert "startupProbe" in container(objects) and len(container(objects)["volumeMounts"]) == 3
+    assert "startupProbe" in container(objects) and len(container(objects)["volumeMounts"]) == 4
 
 
 def test_cpu_overlay_has_no_gpu_and_sizes_torch_to_its_request():
