@@ -117,6 +117,47 @@
   });
   $('stop').addEventListener('click', function () { tts.stop(); $('stop').disabled = true; });
 
+  // A whole document as one file: POST /v1/audio/jobs, its progress polled once a second, then the file.
+  function jobStatus(message) { $('job-status').textContent = message; }
+  function pollJob(url) {
+    fetch(url).then(function (r) { return r.json(); }).then(function (job) {
+      var progress = (job && job.progress) || {};
+      $('job-progress').hidden = false;
+      $('job-progress').value = Number(progress.fraction) || 0;
+      if (job.status === 'done') {
+        jobStatus('Listo: ' + Math.round(Number(progress.audio_seconds) || 0) + ' s de audio.');
+        $('job-audio').href = url + '/audio';
+        $('job-audio').hidden = false;
+      } else if (job.status === 'failed' || job.status === 'cancelled') {
+        jobStatus('No se pudo: ' + text(job.error || job.status));
+      } else {
+        var left = progress.seconds_left != null ? ' · quedan unos ' + Math.ceil(Number(progress.seconds_left)) + ' s' : '';
+        jobStatus('Generando… ' + Math.round(100 * (Number(progress.fraction) || 0)) + ' %' + left);
+        setTimeout(function () { pollJob(url); }, 1000);
+      }
+    }).catch(function (error) { jobStatus('Error: ' + text(error && error.message)); });
+  }
+  $('job-start').addEventListener('click', function () {
+    var file = $('job-file').files && $('job-file').files[0];
+    if (!file) { jobStatus('Elige primero un archivo de texto.'); return; }
+    $('job-audio').hidden = true;
+    file.text().then(function (content) {
+      return fetch(base + '/v1/audio/jobs', {
+        method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ text: content, language: $('language').value, voice: $('voice').value || undefined })
+      });
+    }).then(function (r) {
+      return r.json().then(function (body) {
+        var error = body && body.error;
+        if (!r.ok) throw new Error(text(error && error.message ? error.message : error) || 'POST /v1/audio/jobs failed with ' + r.status);
+        return body;
+      });
+    }).then(function (job) {
+      jobStatus('En cola…');
+      pollJob(base + '/v1/audio/jobs/' + encodeURIComponent(text(job.id)));
+    }).catch(function (error) { jobStatus('Error: ' + text(error && error.message)); });
+  });
+
   // What the model will be given (POST /normalize: the same text path as /tts), shown as text.
   $('preview').addEventListener('click', function () {
     var shown = $('spoken');

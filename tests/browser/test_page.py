@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import CHROMIUM, ROOT, running_app, serve
+from helpers import CHROMIUM, ROOT, decode_audio, rms, running_app, serve
 ARTIFACTS = ROOT / "test-artifacts"
 
 # Record what the page plays and what it asks the browser's own voice to say (headless Chromium
@@ -35,9 +35,10 @@ speechSynthesis.cancel = function () { window.__cancelled += 1; };
 """
 
 @pytest.fixture(scope="module")
-def service(tiny_env):
+def service(tiny_env, tmp_path_factory):
     with running_app({**tiny_env, "TTS_ROUTES": "en=dsm,es=pocket", "TTS_POCKET_LANGUAGES": "es",
-                      "TTS_DEFAULT_LANGUAGE": "es", "TTS_MAX_AUDIO_SECONDS": "4"}) as app:
+                      "TTS_DEFAULT_LANGUAGE": "es", "TTS_MAX_AUDIO_SECONDS": "4",
+                      "TTS_JOB_STORE": str(tmp_path_factory.mktemp("jobs"))}) as app:
         base, server = serve(app)
         yield base, server
         server.shutdown()
@@ -279,3 +280,22 @@ def test_the_page_shows_what_the_model_will_say(page):
     page.wait_for_function("() => !document.getElementById('spoken').hidden")
     assert page.inner_text("#spoken") == ("El café cuesta un euro con cincuenta céntimos desde el tres de mayo de dos "
                                           "mil veinticuatro.")
+
+
+def test_a_document_becomes_one_file_from_the_page(page, tmp_path):
+    """A text file picked on the page is made into one audio file in the background, with its progress."""
+    import requests
+
+    document = tmp_path / "documento.md"
+    document.write_text("# Uno\n\nHola, esta es la primera parte.\n\n# Dos\n\nY esta es la segunda.", encoding="utf-8")
+    page.select_option("#language", "es")
+    page.set_input_files("#job-file", str(document))
+    page.click("#job-start")
+    page.wait_for_function("() => !document.getElementById('job-audio').hidden", timeout=120000)
+    assert page.inner_text("#job-status").startswith("Listo")
+    assert page.evaluate("document.getElementById('job-progress').value") == 1
+    href = page.evaluate("document.getElementById('job-audio').href")
+    audio = requests.get(href, timeout=30)
+    assert audio.status_code == 200 and audio.headers["Content-Type"].startswith("audio/mpeg")
+    samples, rate = decode_audio(audio.content, "mp3")
+    assert rate == 24000 and len(samples) > 0.5 * rate and rms(samples) > 1e-3
