@@ -111,6 +111,6 @@ def test_marks_alone_are_never_a_clause():
     ("Subió un 25 % en el siglo ", "XXI. Luego ", "XXI. "),
 ])
 def test_streamed_text_is_read_no_sooner_than_its_figures_allow(context, text, ready):
-    from tts_service.speech.session import figures_cut
+    from tts_service.text.checks import figures_cut
 
     assert text[:figures_cut(context, text, "es")] == ready

@@ -127,3 +127,48 @@ def complete_sentences(buffer: str) -> tuple[list[str], str]:
         done.append(last)
         rest = ""
     return sentences + done, rest
+
+
+_WORD = re.compile(r"\S+")
+_TAG = re.compile(r"<(/?)(say-as|sub|break)\b[^<>]*>?", re.IGNORECASE)
+CONTEXT_CHARS = 200  # of a stream's text already read, kept for the figures after it
+
+
+def figures_cut(context: str, text: str, language: str) -> int:
+    """How much of streamed text (taken as written) may be read now, after `context` (what was read
+    just before): its finished words but the last, unless that one ends a clause, and never a
+    figure or abbreviation without the word after it ("21 páginas", "1.500 €", "EE. UU.", "March 3,
+    2024"), so that text streamed in pieces is read as the same text sent whole."""
+    words = list(_WORD.finditer(text))
+    finished = words if text[-1:].isspace() else words[:-1]  # the last word may still be growing
+    if not finished:
+        return 0
+    last = finished[-1].group()
+    cut = finished[-1].end()
+    if last[-1] not in ",;:.!?…" or any(char.isdigit() for char in last) \
+            or last.rstrip(".") in spoken.not_sentence_ends() or spoken.ends_in_abbreviation(last):
+        cut = finished[-1].start()  # the next word may change how it is read
+    shift = len(context)
+    tags = [(tag.start(), tag.end()) for tag in _TAG.finditer(text)]
+    for reading in reversed(spoken.readings(context + text, language)):
+        start, end = reading.start - shift, reading.end - shift
+        if end <= 0:
+            break
+        if any(a <= start < b for a, b in tags):  # a figure inside a tag's attributes is no reading
+            continue
+        if text[end:end + 1] in (".", ",", ";", ":", "!", "?", "…") and end > 0:
+            following = end  # its sentence or clause ends there: the next word changes nothing
+        else:
+            following = next((word.end() for word in words if word.start() >= end), None)
+        if max(start, 0) < cut and (following is None or cut < following):
+            cut = max(start, 0)
+    for tag in _TAG.finditer(text):  # a tag, or a say-as/sub element, is read whole
+        if tag.start() >= cut:
+            break
+        end = tag.end()
+        if tag.group(2).lower() != "break" and not tag.group(1):
+            closing = text.find(f"</{tag.group(2)}", tag.end())
+            end = text.find(">", closing) + 1 if closing >= 0 else len(text) + 1
+        if cut < end:
+            return tag.start()
+    return cut
