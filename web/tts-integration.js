@@ -15,7 +15,8 @@
  * out, is unreachable or answers {"fallback": true}, the text is spoken with speechSynthesis in
  * the right language instead.
  *
- * Words: speakStream() emits a 'word' event ({word, start, end} in seconds of audio) as each word's
+ * Words: speakStream() emits a 'word' event ({word, start, end} in seconds of audio, and `written`
+ * where the word reads a figure or abbreviation written otherwise: see words.js) as each word's
  * time is known, and speak() does for every word with `words: true`; heard() is the seconds of
  * audio heard so far, by the audio clock, so that a page can light up the word being spoken.
  */
@@ -389,8 +390,9 @@
           self._emit('start', info);
           // Asked for with `words: true`: each word and when it is heard, as the WebSocket sends them.
           (Array.isArray(data.words) ? data.words : []).forEach(function (word) {
-            self._emit('word', { type: 'word', word: word.word, start: word.start, end: word.end,
-                                 word_times: data.word_times });
+            var event = { type: 'word', word: word.word, start: word.start, end: word.end, word_times: data.word_times };
+            if (typeof word.written === 'string') event.written = word.written;
+            self._emit('word', event);
           });
         }).then(function (result) {
           self._emit('end', result);

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from helpers import running_app, served, spoken_words
+from tts_service.text.written import display
 
 TEXT = "Hola, soy Capibara6 con voz natural de Kyutai."
 
@@ -55,6 +56,12 @@ def test_the_lit_word_follows_playback(page, streamed):
     assert words and {w["word_times"] for w in words} == {"aligned"}
     assert page.get_attribute("#words", "data-word-times") == "aligned"
     assert [w["word"] for w in words] == spoken_words(TEXT, "es")[:len(words)]
+    # The page shows what was written ("Capibara6" while "Capibara seis" is heard), one element each.
+    shown = display(words)
+    assert page.eval_on_selector_all("#words .word", "els => els.map(e => e.textContent)") == \
+        [w["word"] for w in shown]
+    assert "Capibara6" in [w["word"] for w in shown]
+    words = shown
     lit = [s for s in samples if s["heard"] is not None and s["current"] >= 0 and s["litAt"] is not None]
     assert len(lit) > 10, samples
     indices = [s["current"] for s in lit]

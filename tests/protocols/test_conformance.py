@@ -10,12 +10,17 @@ unknown voice (moshi-server's) is the one exception.
 from __future__ import annotations
 
 import io
+import json
 import threading
 
 import pytest
+import requests
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from helpers import dsm_only, free_port, rms, running_app, serve, wait_until
 from test_custom_voices import SAMPLE
+from tts_service.text.written import display
 from surfaces import (SURFACES, JsonWebSocket, KyutaiPost, KyutaiWebSocket, OpenAI, Tts, TtsStream, Verdict,
                       Wyoming, WyomingStream)
 
@@ -267,3 +272,43 @@ def test_figures_are_read_alike_whole_or_streamed_on_every_surface(both_engines,
         if verdict.outcome != "speech" or heard != spoken:
             failures.append(f"{surface.name}: {''.join(pieces)!r} was given as {heard!r} ({verdict})")
     assert not failures, "\n".join(failures)
+
+
+def _words_whole(base: str, text: str, language: str) -> list[dict]:
+    answer = requests.post(f"{base}/tts", json={"text": text, "language": language, "words": True}, timeout=180)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["words"]
+
+
+def _words_streamed(base: str, pieces: list[str], language: str) -> list[dict]:
+    words = []
+    with connect(f"{base.replace('http', 'ws', 1)}/ws/tts?language={language}", open_timeout=30) as ws:
+        for piece in pieces:
+            ws.send(json.dumps({"type": "text", "text": piece}))
+        ws.send(json.dumps({"type": "end"}))
+        try:
+            while True:
+                message = ws.recv(timeout=180)
+                if isinstance(message, str) and json.loads(message)["type"] == "word":
+                    words.append({k: v for k, v in json.loads(message).items() if k != "type" and k != "word_times"})
+        except ConnectionClosed:
+            pass
+    return words
+
+
+@pytest.mark.parametrize("language", ["en", "es"], ids=["DSM", "Pocket TTS"])
+def test_words_show_what_was_written_whole_or_streamed(both_engines, language):
+    """Word events keep the spoken words; the written form each reads is the same whether the text
+    came whole or as an LLM's tokens, and the words shown as written give back the text."""
+    base, _ = both_engines
+    for pieces, spoken in SPOKEN[language]:
+        text = "".join(pieces)
+        whole, streamed = _words_whole(base, text, language), _words_streamed(base, pieces, language)
+        assert [w["word"] for w in whole] == spoken.split()[:len(whole)]
+        for words in (whole, streamed):
+            assert any(w.get("written") for w in words), (text, words)
+            shown = " ".join(w["word"] for w in display(words))
+            assert " ".join(text.split()).startswith(shown.rstrip(".,")), (text, words)
+        same = min(len(whole), len(streamed))
+        assert [(w["word"], w.get("written")) for w in whole[:same]] == \
+            [(w["word"], w.get("written")) for w in streamed[:same]]

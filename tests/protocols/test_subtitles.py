@@ -10,6 +10,7 @@ import webvtt
 
 from helpers import decode_wav, running_app
 from tts_service.audio import subtitles
+from tts_service.text.written import display
 
 TEXT = "Hola, soy Capibara6 con voz natural de Kyutai y hablo despacio. ¿Qué tal estás hoy, amigo mío?"
 
@@ -38,18 +39,32 @@ def test_subtitles_are_read_back_and_follow_the_words(client, fmt, language, tex
     body = client.post("/tts", json={"text": text, "language": language, "subtitles": fmt, "words": True}).get_json()
     audio, rate = decode_wav(body["audioContent"])
     cues = _read(fmt, body["subtitles"])
-    words = body["words"]
-    assert cues and " ".join(cue for _, _, cue in cues).split() == [w["word"] for w in words]
+    words = display(body["words"])  # a figure read aloud is one entry, as written
+    assert cues and " ".join(cue for _, _, cue in cues).split() == " ".join(w["word"] for w in words).split()
     at = 0
     for start, end, cue in cues:
-        inside = words[at:at + len(cue.split())]
-        at += len(inside)
+        inside, shown = [], 0
+        while shown < len(cue.split()):
+            inside.append(words[at])
+            shown += len(words[at]["word"].split())
+            at += 1
         assert start == pytest.approx(inside[0]["start"], abs=1e-3)
         assert end == pytest.approx(inside[-1]["end"], abs=1e-3)
         assert 0 <= start <= end <= len(audio) / rate + 1e-3
         assert len(inside) <= subtitles.MAX_WORDS
         for before, after in zip(inside, inside[1:]):
             assert after["start"] - before["end"] <= subtitles.BREATH_SECONDS
+
+
+def test_subtitles_show_what_was_written_while_the_words_say_it(client):
+    text = "El pedido de 1.500 € llega el 3/5/2024 a las 14:30."
+    body = client.post("/tts", json={"text": text, "language": "es", "subtitles": "srt", "words": True}).get_json()
+    said = [w["word"] for w in body["words"]]
+    assert "quinientos" in said and "1.500" not in " ".join(said)  # the words are what is heard
+    assert body["words"][said.index("mil")]["written"] == "1.500 €"
+    assert body["words"][said.index("quinientos")]["written"] == ""
+    shown = " ".join(c.content for c in srt.parse(body["subtitles"]))
+    assert " ".join(shown.split()) == text
 
 
 def test_subtitles_without_words_answer_no_word_list(client):

@@ -49,8 +49,8 @@ def test_room_for_one_more():
     assert headroom(cost, 4, FRAME) == pytest.approx(1.25)
 
 
-def run(engine: FakeEngine, margin: float, count: int) -> Scheduler:
-    engine.frame_seconds = FRAME
+def run(engine: FakeEngine, margin: float, count: int, frame: float = FRAME) -> Scheduler:
+    engine.frame_seconds = frame
     scheduler = Scheduler(engine, max_queue=64, batch_wait=0.0, timeout=60, realtime_margin=margin)
     scheduler.start(preload=True)
     # One request alone first: until a step was measured, nothing is known, and a burst is let in whole.
@@ -83,8 +83,10 @@ def test_without_a_margin_every_slot_fills():
 
 
 def test_cheap_rows_all_run_together():
+    # Steps that cost nothing but the machine's own noise, a second of audio each: real time for
+    # ten rows unless a row's step took a tenth of a second.
     engine = FakeEngine(slots=12, frames=8)
-    scheduler = run(engine, margin=1.25, count=10)
+    scheduler = run(engine, margin=1.25, count=10, frame=1.0)
     assert most_rows(engine) == 10 and scheduler.stats.held_for_realtime == 0
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..text.written import display
+
 FORMATS = ("vtt", "srt")
 MAX_WORDS = 7
 MAX_CHARS = 42  # a subtitle line's usual width
@@ -26,7 +28,9 @@ class Cue:
 
 
 def cues(words: list[dict]) -> list[Cue]:
-    """`words` ({"word", "start", "end"} in seconds, in order) grouped into cues."""
+    """`words` ({"word", "start", "end"} in seconds, in order, maybe "written") grouped into cues,
+    each shown as written: "1.500 €" over the time "mil quinientos euros" is spoken."""
+    words = display(words)
     out: list[Cue] = []
     group: list[dict] = []
 

@@ -219,7 +219,7 @@ class JobRunner:
             audio, rate, words = spoken
             sample_rate = sample_rate or rate
             meta = {"duration": round(len(audio) / rate, 3), "sample_rate": rate,
-                    "words": [[word.text, word.start, word.stop] for word in words]}
+                    "words": [[word.text, word.start, word.stop, word.written] for word in words]}
             try:
                 store.write_piece(job_id, index, audio, rate, meta)
             except StoreFull as exc:

@@ -16,6 +16,7 @@ from ..jobs.plan import plan as cut
 from ..jobs.runner import JobRunner, offsets
 from ..jobs.store import ACTIVE, FINISHED, StoreFull
 from ..service import get_service
+from ..speech.events import Word
 from ..speech.voices import resolve
 from ..text.checks import check_whole_text
 from .errors import ApiError, bad_request
@@ -175,8 +176,8 @@ def captions(job_id: str):
     words: list[dict] = []
     for index, start in enumerate(offsets(plan, state.get("durations", []))[:state.get("pieces_done", 0)]):
         meta = store.piece_done(job_id, index) or {"words": []}
-        words += [{"word": word, "start": round(start + begin, 3), "end": round(start + end, 3)}
-                  for word, begin, end in meta["words"]]
+        words += [Word(word, start + begin, start + end, *written).as_dict()
+                  for word, begin, end, *written in meta["words"]]
     mime = "text/vtt" if fmt == "vtt" else "application/x-subrip"
     return Response(subtitles.render(words, fmt), mimetype=f"{mime}; charset=utf-8")
 

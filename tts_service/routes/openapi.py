@@ -196,7 +196,13 @@ def build_spec(app) -> dict:
                     "characters": {"type": "integer", "minimum": 1}, "sample_rate": {"type": "integer"},
                     "format": {"type": "string"}, "duration": {"type": "number", "minimum": 0},
                     "voice": {"type": ["string", "null"]}, "truncated": {"type": "boolean"},
-                    "words": {"type": "array", "items": {"type": "object", "required": ["word", "start", "end"]}},
+                    "words": {"type": "array", "items": {"type": "object", "required": ["word", "start", "end"],
+                              "properties": {
+                                  "word": {"type": "string", "description": "The word as it is spoken."},
+                                  "start": {"type": "number"}, "end": {"type": "number"},
+                                  "written": {"type": "string", "description":
+                                              "What the word reads as written (\"1.500 €\" for \"mil\"); "
+                                              "\"\" for a later word of the same stretch."}}}},
                     "word_times": {"type": "string", "enum": ["aligned", "estimated"]},
                     "subtitles": {"type": "string"}}},
             },

@@ -4,7 +4,8 @@ In: `{"type": "text", "text"}` (any number) then `{"type": "end"}`; query `langu
 `api_key`, `format` (`pcm_s16le` by default, `ulaw`, `alaw` or any streamed format) and
 `sample_rate`. Out: `{"type": "ready", "sample_rate", "format", "provider", "model", "language",
 "voice", "word_times"}` (`"aligned"` or `"estimated"`), binary audio chunks, `{"type": "word",
-"word", "start", "end", "word_times"}` as each word's end is known, then
+"word", "start", "end", "word_times"}` as each word's end is known (and `"written"` where the word
+reads a figure or abbreviation: `text/written.py`), then
 `{"type": "done", "duration"}` or `{"type": "error", "message", "code"}` (`code`: the refusal's
 kind), and a close. Every refusal is an in-protocol error (a browser cannot read an HTTP status
 from a failed upgrade), so that the page falls back to the Web Speech API with a reason.
@@ -58,8 +59,7 @@ def json_streaming():
                 if data:
                     channel.send(data)
             elif isinstance(event, Word):
-                channel.send(json.dumps({"type": "word", "word": event.text, "start": event.start, "end": event.stop,
-                                         "word_times": session.word_times}))
+                channel.send(json.dumps({"type": "word", **event.as_dict(), "word_times": session.word_times}))
             elif isinstance(event, Done):
                 tail = encoder.finish()
                 if tail:

@@ -21,7 +21,15 @@ class Word:
     text: str
     start: float  # seconds from the start of the session's audio
     stop: float
+    written: str | None = None  # what the user wrote that this word reads, "" for a later word of it (`written.py`)
     kind: str = field(default="word", init=False)
+
+    def as_dict(self) -> dict:
+        """{"word", "start", "end"}, and "written" where the word reads something written otherwise."""
+        out = {"word": self.text, "start": round(self.start, 3), "end": round(self.stop, 3)}
+        if self.written is not None:
+            out["written"] = self.written
+        return out
 
 
 @dataclass

@@ -49,6 +49,7 @@ from ..routing import Route
 from ..scheduler import Job
 from ..text.markdown import group_sentences, split_sentences
 from ..text.markup import unfinished_markup
+from ..text.written import Transcript
 from .clauses import ClauseCutter
 from .events import Audio, Done, Error, Event, Word
 from .request import SpeechRequest
@@ -150,6 +151,7 @@ class Session:
         self._pending = ""  # text not handed out yet: it ends in an unfinished pause tag
         self._clauses = ClauseCutter()
         self._read = ""  # the stream's text read last (as written), the context of what comes next
+        self.transcript = Transcript()  # the words to be spoken, each with what it reads as written
         self._raw_lock = threading.Lock()  # `_raw` is read by the caller's thread and, at a clause pause, the session's
         self._clause_order = threading.Lock()  # clauses leave in order, whichever thread completes them
         self._last_text = time.monotonic()
@@ -186,7 +188,10 @@ class Session:
             if self.voice and self.route.engine.capabilities.streams_text:
                 self._check_voice()
             if self.whole:
-                self._plan_whole(prepare_text(text, self.route.language, request.clean, self.reading))
+                replaced: list = []
+                text = prepare_text(text, self.route.language, request.clean, self.reading, replaced=replaced)
+                self.transcript.add(text, replaced)
+                self._plan_whole(text)
         except BaseException:
             self._release()
             self._cancel_jobs()
@@ -377,12 +382,14 @@ class Session:
                 cut = min(held, figures_cut(self._read, self._raw[:held], self.route.language))
                 done, rest = [self._raw[:cut]] if cut else [], self._raw[:held][cut:]
             self._raw = rest + self._raw[held:]
-        if self.request.clean:
-            cleaned = [prepare_text(sentence, self.route.language, True, self.reading) for sentence in done]
-        else:
-            cleaned = []
-            for part in done:
-                cleaned.append(prepare_text(part, self.route.language, False, self.reading, self._read))
+        cleaned = []
+        for part in done:
+            replaced: list = []
+            context = "" if self.request.clean else self._read
+            cleaned.append(prepare_text(part, self.route.language, self.request.clean, self.reading, context,
+                                        replaced))
+            self.transcript.add(cleaned[-1], replaced)
+            if not self.request.clean:
                 self._read = (self._read + part)[-CONTEXT_CHARS:]
         return "".join(f"{sentence} " for sentence in cleaned if sentence)
 
@@ -570,7 +577,8 @@ class Session:
 
     def _word(self, word: str, start: float, stop: float) -> None:
         if start < self.max_audio_seconds:
-            self._send(Word(word, round(start, 3), round(min(stop, self.max_audio_seconds), 3)))
+            self._send(Word(word, round(start, 3), round(min(stop, self.max_audio_seconds), 3),
+                            self.transcript.written(word)))
 
     def _estimate_words(self, words: list[str], offset: float, duration: float) -> None:
         """Word times for an engine that reports none: the piece's length shared by word length."""

@@ -103,7 +103,7 @@ def render(service, request: SpeechRequest, *, fmt: str, speed: float = 1.0, rat
     samples, words, truncated = spoken.audio, spoken.words, spoken.truncated
     if speed != 1.0:
         samples = audio.change_speed(samples, spoken.sample_rate, speed)
-        words = [Word(w.text, w.start / speed, w.stop / speed) for w in words]
+        words = [Word(w.text, w.start / speed, w.stop / speed, w.written) for w in words]
         limit = int(settings.max_audio_seconds * spoken.sample_rate)
         truncated = truncated or len(samples) > limit
         samples = samples[:limit]
@@ -116,7 +116,7 @@ def render(service, request: SpeechRequest, *, fmt: str, speed: float = 1.0, rat
         "duration": round(len(samples) / spoken.sample_rate, 3),
         "voice": spoken.voice,
         "truncated": truncated,
-        "words": [{"word": w.text, "start": round(w.start, 3), "end": round(w.stop, 3)} for w in words],
+        "words": [w.as_dict() for w in words],
         "word_times": spoken.word_times,
         "pieces": [round(d, 3) for d in spoken.pieces],
     }

@@ -63,19 +63,24 @@ class Reading:
 AS_WRITTEN = Reading(normalize=False)
 
 
-def prepare_text(text: str, language: str, clean: bool, reading: Reading = Reading(), context: str = "") -> str:
+def prepare_text(text: str, language: str, clean: bool, reading: Reading = Reading(), context: str = "",
+                 replaced: list[tuple[str, str]] | None = None) -> str:
     """What the engine will be asked to say, pause tags kept; empty when nothing speakable is left.
 
     Markdown is made speakable first (`clean`), then figures are read (`reading`), line by line and
     before sentences are cut, so that "Sr.", "3.º" and "1.500" never end one; `<say-as>` and `<sub>`
     stretches are read as they ask, whatever the rest. `context`: a stream's text read just before
-    this part, for the figures that depend on what precedes them."""
+    this part, for the figures that depend on what precedes them. `replaced`, when given, collects
+    each stretch said otherwise than written, as (written, spoken) in order (`written.py`)."""
     text = check_text(text)
+    found = replaced if replaced is not None else []
 
     def figures(line: str) -> str:
         if not reading.normalize:
             return line
-        return spoken.say(reading.lexicon.apply(line, language), language, context)
+        said, pairs = read_figures(line, language, reading.lexicon, context)
+        found.extend(pairs)
+        return said
 
     def plain(part: str) -> str:
         return speakable(part, language, figures if reading.normalize else None) if clean else figures(part.strip())
@@ -85,15 +90,35 @@ def prepare_text(text: str, language: str, clean: bool, reading: Reading = Readi
             return plain(part)
         said = []
         for piece in split_markup(part):
-            if piece.alias is not None:
-                said.append(" ".join(piece.alias.split()))
-            elif piece.say_as is not None:
-                said.append(spoken.read_as(piece.say_as, piece.text, language) or " ".join(piece.text.split()))
+            if piece.alias is not None or piece.say_as is not None:
+                read = " ".join((piece.alias if piece.alias is not None else
+                                 spoken.read_as(piece.say_as, piece.text, language) or piece.text).split())
+                found.append((piece.text, read))
+                said.append(read)
             else:
                 said.append(plain(piece.text))
         return " ".join(filter(None, said))
 
     return clean_keeping_breaks(text, words)
+
+
+def read_figures(line: str, language: str, lexicon: Lexicon = EMPTY, context: str = "") -> tuple[str, list]:
+    """`line` with the lexicon's entries and then its figures read aloud, and each stretch replaced as
+    (written, spoken), in order. A figure inside a lexicon entry's words is said, not listed."""
+    entries = lexicon.readings(line, language)
+    middle = spoken.apply(line, entries)
+    figures = spoken.readings_after(context, middle, language)
+    pairs, spans, shift = [], [], 0
+    for entry in entries:
+        start = entry.start + shift
+        spans.append((start, start + len(entry.spoken)))
+        pairs.append((start, line[entry.start:entry.end], entry.spoken))
+        shift += len(entry.spoken) - (entry.end - entry.start)
+    for figure in figures:
+        if not any(start < figure.end and figure.start < end for start, end in spans):
+            pairs.append((figure.start, middle[figure.start:figure.end], figure.spoken))
+    pairs.sort(key=lambda pair: pair[0])
+    return spoken.apply(middle, figures), [(written, said) for _, written, said in pairs]
 
 
 def speech_parts(text: str) -> list[tuple[str, float]]:

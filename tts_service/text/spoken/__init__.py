@@ -17,7 +17,8 @@ import re
 
 from .common import Number, Reading, Rules, apply, roman_value
 
-__all__ = ["LANGUAGES", "Reading", "ends_in_abbreviation", "not_sentence_ends", "read_as", "readings", "rules_for", "say"]
+__all__ = ["LANGUAGES", "Reading", "apply", "ends_in_abbreviation", "not_sentence_ends", "read_as", "readings",
+           "readings_after", "rules_for", "say"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,11 +81,16 @@ def say(text: str, language: str, context: str = "") -> str:
     """`text` with its figures and abbreviations written out as they are spoken; `context` is the
     text that came just before it (a stream's words already read), read for what it tells of
     `text` ("siglo" before "XXI", a sentence's start) and not returned."""
+    return apply(text, readings_after(context, text, language))
+
+
+def readings_after(context: str, text: str, language: str) -> list[Reading]:
+    """The readings of `text` (spans of it) when `context` came just before it."""
     if not context:
-        return apply(text, readings(text, language))
-    found = readings(context + text, language)
+        return readings(text, language)
     shift = len(context)
-    return apply(text, [Reading(r.start - shift, r.end - shift, r.spoken) for r in found if r.start >= shift])
+    return [Reading(r.start - shift, r.end - shift, r.spoken) for r in readings(context + text, language)
+            if r.start >= shift]
 
 
 _TELEPHONE = re.compile(r"\+?[\d ().\-/]{3,40}")
