@@ -6,12 +6,7 @@ written with the package's `export_model_state`. Encoding runs in one thread of 
 `TTS_VOICE_ENCODE_THREADS` torch threads at a lower CPU priority, never in a worker's step: the
 streams being generated keep their pace while a voice is made, and two uploads take turns.
 
-On disk (`TTS_VOICE_STORE`), one folder per voice, written whole under a temporary name and then
-renamed, so that a crash leaves either the whole voice or nothing:
-
-    <store>/voice_<24 hex>/voice.json       id, name, created_at, consent, one state per language
-    <store>/voice_<24 hex>/<language>.safetensors
-    <store>/voice_<24 hex>/sample.wav        only with TTS_VOICE_KEEP_RECORDING
+On disk (`TTS_VOICE_STORE`, `store.py`), one folder per voice, written whole or not at all.
 
 A language whose model was not loaded when the voice was made gets its state when it loads, from
 the kept recording; without one, that language does not have the voice. Replicas that share the
@@ -22,52 +17,26 @@ voice name nobody here knows yet).
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import logging
 import os
-import re
 import secrets
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Settings
-from ..durable import sync_dir, sync_file, write_atomic
 from ..speech.refusals import BAD_REQUEST, CONFLICT, FORBIDDEN, TIMED_OUT, UNAVAILABLE, Refusal
 from ..logs import log_safe
 from ..threads import release_helpers, set_own_threads
 from .recordings import PreparedSample, prepared_from_upload
+from .store import NAME, VOICE_ID, CustomVoice, VoiceStore
 
 logger = logging.getLogger(__name__)
 
-NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-VOICE_ID = re.compile(r"voice_[0-9a-f]{24}")
-META = "voice.json"
-RECORDING = "sample.wav"
 MAX_CONSENT_CHARS = 1000
 LOW_PRIORITY = 10  # the encoding thread's nice value: the workers go first
 REFRESH_EVERY = 2.0  # seconds between two reads of the store for other replicas' voices
-
-
-@dataclass
-class CustomVoice:
-    id: str
-    name: str
-    created_at: int
-    consent: str | None = None
-    states: dict = field(default_factory=dict)  # language -> {"model": model id, "file": "<language>.safetensors"}
-    recording: bool = False
-
-    def public(self) -> dict:
-        """What clients see: OpenAI's voice object, and the languages that speak it (no file, no state)."""
-        return {"id": self.id, "object": "audio.voice", "name": self.name, "created_at": self.created_at,
-                "type": "audio_sample", "languages": sorted(self.states)}
-
-    def meta(self) -> dict:
-        return {"id": self.id, "name": self.name, "created_at": self.created_at, "consent": self.consent,
-                "states": self.states, "recording": self.recording}
 
 
 def _encoding_thread_setup(threads: int) -> None:
@@ -112,7 +81,7 @@ class VoiceLibrary:
     def __init__(self, settings: Settings, router):
         self.settings = settings
         self.router = router
-        self.root = Path(settings.voice_store).expanduser()
+        self.store = VoiceStore(Path(settings.voice_store).expanduser())
         self._voices: dict[str, CustomVoice] = {}
         self._reserved: set[str] = set()
         self._lock = threading.RLock()
@@ -136,42 +105,21 @@ class VoiceLibrary:
     def open(self) -> None:
         """Read the store (before the models load, which read their voices' states from it)."""
         with self._lock:
-            if self.root.is_dir():
-                for leftover in list(self.root.glob(".tmp-*")) + list(self.root.glob(".trash-*")):
-                    shutil.rmtree(leftover, ignore_errors=True)  # a write or a delete a crash cut short
-            self._voices = self._read_store()
+            self.store.clear_leftovers()
+            self._voices = self.store.read()
             self._refreshed = time.monotonic()
         if self._voices:
             logger.info("%d custom voice(s) in the voice store", len(self._voices))
-
-    def _read_store(self) -> dict[str, CustomVoice]:
-        voices = {}
-        if not self.root.is_dir():
-            return voices
-        for folder in sorted(self.root.iterdir()):
-            if not VOICE_ID.fullmatch(folder.name):
-                continue
-            try:
-                meta = json.loads((folder / META).read_text(encoding="utf-8"))
-                voice = CustomVoice(id=meta["id"], name=meta["name"], created_at=int(meta["created_at"]),
-                                    consent=meta.get("consent"), states=dict(meta.get("states") or {}),
-                                    recording=bool(meta.get("recording")))
-            except (OSError, ValueError, KeyError, TypeError):
-                logger.warning("voice %s left out: its voice.json cannot be read", folder.name)
-                continue
-            if voice.id == folder.name and NAME.fullmatch(voice.name):
-                voices[voice.id] = voice
-        return voices
 
     def refresh(self, force: bool = False) -> None:
         """Pick up the voices other replicas made or deleted in a shared store (at most every few seconds)."""
         if not force and time.monotonic() - self._refreshed < REFRESH_EVERY:
             return
-        found = self._read_store()
+        found = self.store.read()
         with self._lock:
             self._refreshed = time.monotonic()
             for voice_id in list(self._voices):
-                if voice_id not in found and not (self.root / voice_id).is_dir():  # not one made meanwhile
+                if voice_id not in found and not self.store.has(voice_id):  # not one made meanwhile
                     del self._voices[voice_id]
             for voice_id, voice in found.items():
                 if voice_id in self._voices or any(v.name == voice.name for v in self._voices.values()):
@@ -215,7 +163,7 @@ class VoiceLibrary:
         entry = voice.states.get(engine.language)
         if not entry or entry.get("model") != engine.model_id:
             return None  # made with another model (a changed config): not this one's
-        return self.root / voice.id / entry["file"]
+        return self.store.state_path(voice, engine.language)
 
     def states_for(self, engine) -> dict[str, Path]:
         """Name -> state file of every voice `engine` can speak."""
@@ -290,40 +238,22 @@ class VoiceLibrary:
                           code="voice_name_taken", param="name")
 
     def _make(self, voice: CustomVoice, sample: PreparedSample, engines: list, handoff: _Handoff) -> list:
-        """In the encoding thread: one state per engine, written with the voice's folder, renamed into place."""
-        folder = self.root / f".tmp-{voice.id}"
+        """In the encoding thread: one state per engine, then the voice written whole into the store."""
         try:
             started = time.perf_counter()
-            states = []
-            for engine in engines:
-                state = engine.clone_state(sample.samples)
-                states.append((engine, engine.language, state))
+            states = [(engine, engine.clone_state(sample.samples)) for engine in engines]
             encoded = time.perf_counter() - started
             if handoff.abandoned:
                 return []
-            self.root.mkdir(parents=True, exist_ok=True)
-            folder.mkdir()
-            placed = []
-            for engine, language, state in states:
-                engine.write_voice_state(state, folder / f"{language}.safetensors")
-                sync_file(folder / f"{language}.safetensors")
-                voice.states[language] = {"model": engine.model_id, "file": f"{language}.safetensors"}
-                placed.append((engine, self.root / voice.id / f"{language}.safetensors", state))
-            if voice.recording:
-                write_atomic(folder / RECORDING, sample.wav())
-            write_atomic(folder / META, json.dumps(voice.meta(), ensure_ascii=False, indent=1).encode("utf-8"))
-            sync_dir(folder)
-            if not handoff.commit(lambda: os.rename(folder, self.root / voice.id)):
-                shutil.rmtree(folder, ignore_errors=True)  # the client was told it failed: it must not appear
-                voice.states.clear()
+            writers = [(engine.language, engine.model_id,
+                        lambda path, engine=engine, state=state: engine.write_voice_state(state, path))
+                       for engine, state in states]
+            recording = sample.wav() if voice.recording else None
+            # The client was told it failed once the waiter gave up: then it must not appear.
+            if not self.store.write_new(voice, writers, recording, handoff.commit):
                 return []
-            sync_dir(self.root)
             logger.info("voice %s encoded in %.2f s (%.1f s of speech)", voice.id, encoded, sample.speech_seconds)
-            return placed
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            voice.states.clear()
-            raise
+            return [(engine, self.store.state_path(voice, engine.language), state) for engine, state in states]
         finally:
             release_helpers()
 
@@ -334,23 +264,14 @@ class VoiceLibrary:
         with self._lock:
             missing = [v for v in self._voices.values() if v.recording and self._state_path(v, engine) is None]
         for voice in missing:
-            folder = self.root / voice.id
             try:
-                import soundfile as sf
-
-                pcm, _ = sf.read(folder / RECORDING, dtype="int16")
-                state = engine.clone_state(PreparedSample(pcm, 0.0, 0.0).samples)
-                file = f"{engine.language}.safetensors"
-                partial = folder / f".{file}.tmp"
-                engine.write_voice_state(state, partial)
-                sync_file(partial)
-                os.replace(partial, folder / file)
+                state = engine.clone_state(PreparedSample(self.store.recording(voice), 0.0, 0.0).samples)
+                file = self.store.add_state(voice, engine.language,
+                                            lambda path: engine.write_voice_state(state, path))
                 with self._lock:
                     voice.states[engine.language] = {"model": engine.model_id, "file": file}
-                    meta = folder / f".{META}.tmp"
-                    write_atomic(meta, json.dumps(voice.meta(), ensure_ascii=False, indent=1).encode("utf-8"))
-                    os.replace(meta, folder / META)
-                engine.add_voice_state(folder / file, state)
+                    self.store.write_meta(voice)
+                engine.add_voice_state(self.store.state_path(voice, engine.language), state)
                 logger.info("voice %s made for %s from its kept recording", voice.id, engine.language)
             except Exception as exc:
                 logger.warning("voice %s not made for %s: %s", voice.id, engine.language, type(exc).__name__)
@@ -363,14 +284,13 @@ class VoiceLibrary:
             voice = self._voices.pop(voice_id, None) if VOICE_ID.fullmatch(voice_id or "") else None
             if voice is None:
                 return False
-            folder, trash = self.root / voice.id, self.root / f".trash-{voice.id}"
             try:
-                os.rename(folder, trash)
-            except FileNotFoundError:
-                return True  # another replica deleted it first
+                trash = self.store.take_away(voice.id)
             except OSError:
                 self._voices[voice.id] = voice
                 raise
+            if trash is None:
+                return True  # another replica deleted it first
         shutil.rmtree(trash, ignore_errors=True)
         logger.info("custom voice %s deleted", voice.id)
         return True
