@@ -100,12 +100,11 @@ def speech_request(router: Router, voice, text: str | None, clean: bool, streame
 def error_event(exc: BaseException) -> Error:
     """The Wyoming error for a refusal; anything unexpected is logged and said plainly."""
     if isinstance(exc, Refusal):
-        language, valid = exc.details.get("language"), exc.details.get("valid_voices")
-        if exc.kind == refusals.UNKNOWN_VOICE and language and valid is not None:
+        language, valid, voice = (exc.details.get(key) for key in ("language", "valid_voices", "voice"))
+        if exc.kind == refusals.UNKNOWN_VOICE and language and valid is not None and voice:
             # Home Assistant knows the voices by their Wyoming names.
-            names = ", ".join(voice_id(language, name) for name in valid) or "none"
-            return Error(text=f"{exc.message.split(refusals.VALID_VOICES)[0]}{refusals.VALID_VOICES}{names}.",
-                         code=ERROR_CODES[exc.kind])
+            names = [voice_id(language, name) for name in valid]
+            return Error(text=refusals.unknown_voice_message(voice, names), code=ERROR_CODES[exc.kind])
         return Error(text=exc.message, code=ERROR_CODES[exc.kind])
     logger.error("wyoming request failed: %s", exc, exc_info=exc)
     return Error(text="Internal error while synthesizing; see the server log.", code="internal")

@@ -21,11 +21,10 @@ KINDS = (BAD_REQUEST, TOO_LARGE, UNKNOWN_VOICE, FORBIDDEN, CONFLICT, NOTHING_TO_
 
 NOTHING_SPEAKABLE = ("The text has nothing speakable left once punctuation, symbols and markup are removed; "
                      "send words to speak.")
-VALID_VOICES = ". Valid voices: "
 
 
 def unknown_voice_message(voice: str, valid: list[str]) -> str:
-    return f"Unknown voice {voice!r}{VALID_VOICES}{', '.join(valid) or 'none'}."
+    return f"Unknown voice {voice!r}. Valid voices: {', '.join(valid) or 'none'}."
 
 
 class Refusal(Exception):

@@ -250,11 +250,9 @@ class Session:
         if self.ended:
             raise Refusal(BAD_REQUEST, "the end of the text was already sent")
         if self.request.clean or self.reading.normalize:
-            with self._raw_lock:
-                rest = self._clean_sentences("", final=True)
-            with self._cond:
-                self._pending += rest
-        self._release_text(final=True)
+            self._release_held(final=True)
+        else:
+            self._release_text(final=True)
         if not self.streams_text:
             self._feed_clauses("", flush=True)
         with self._cond:
@@ -393,6 +391,14 @@ class Session:
                 self._read = (self._read + part)[-CONTEXT_CHARS:]
         return "".join(f"{sentence} " for sentence in cleaned if sentence)
 
+    def _release_held(self, final: bool) -> None:
+        """The words held back for their sentence or their figures, prepared now and handed out."""
+        with self._raw_lock:
+            rest = self._clean_sentences("", final=True)
+        with self._cond:
+            self._pending += rest
+        self._release_text(final=final)
+
     def _release_text(self, final: bool) -> None:
         """Hand out the text that is complete: up to an unfinished tag, and whole clauses where needed."""
         with self._cond:
@@ -476,11 +482,7 @@ class Session:
                     self._cond.wait(max(pause - idle, 0.05) if held else 0.5)
                     continue
             if not self.request.clean:  # the words held for their figures' sake go too
-                with self._raw_lock:
-                    rest = self._clean_sentences("", final=True)
-                with self._cond:
-                    self._pending += rest
-                self._release_text(final=False)
+                self._release_held(final=False)
             self._feed_clauses("", flush=True)  # a refusal here ends the session in `_pump`, once
 
     def _pump(self) -> None:

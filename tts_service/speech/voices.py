@@ -82,7 +82,7 @@ def resolve(router: Router, language: str | None, voice: str | None, policy: str
         names, _ = route.engine.voices(route.language)
         if policy != FALLBACK:
             raise Refusal(UNKNOWN_VOICE, unknown_voice_message(voice, names),
-                          valid_voices=names, language=route.language, param="voice")
+                          valid_voices=names, language=route.language, voice=voice, param="voice")
         logger.warning("voice %r is not available for %s; using the default voice", voice[:100], route.language)
         voice = None
     return Resolved(route, voice)
