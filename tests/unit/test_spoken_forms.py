@@ -92,11 +92,19 @@ def test_spans_point_at_what_the_user_wrote():
     ("date", "3/12/2026", "tres de diciembre de dos mil veintiséis"),
     ("time", "14:30", "catorce treinta"),
     ("telephone", "612 345 678", "seis uno dos tres cuatro cinco seis siete ocho"),
-    ("characters", "SQL", "S Q L"),
-    ("characters", "A1", "A uno"),
+    ("characters", "SQL", "ese cu ele"),
+    ("characters", "A1", "a uno"),
+    ("characters", "Ñu W", "eñe u uve doble"),
 ])
 def test_read_as_spanish(kind, text, spoken):
     assert read_as(kind, text, "es") == spoken
+
+
+@pytest.mark.parametrize("language, spoken", [
+    ("en", "ess cue el"), ("de", "ess ku ell"), ("fr", "esse qu elle"), ("it", "esse cu elle"),
+    ("pt", "esse quê ele")])
+def test_characters_are_spelt_with_each_language_s_letter_names(language, spoken):
+    assert read_as("characters", "SQL", language) == spoken
 
 
 @pytest.mark.parametrize("kind, text", [("cardinal", "abc"), ("date", "31/31/2020"), ("time", "25:00"),

@@ -153,13 +153,16 @@ def _number(text: str, rules: Rules) -> Number | None:
 
 
 def _characters(text: str, rules: Rules | None, verbatim: bool) -> str:
-    """One letter at a time; digits as digit words where the language has them."""
+    """One character at a time: letters by their names ("SQL": "ese cu ele"), digits as digit
+    words, where the language has them; marks only when `verbatim`."""
     out = []
     for ch in text:
         if ch.isspace():
             continue
         if ch.isdigit() and rules is not None:
             out.append(rules.cardinal(int(ch)) or ch)
+        elif ch.isalpha() and rules is not None and ch.lower() in rules.letter_names:
+            out.append(rules.letter_names[ch.lower()])
         elif ch.isalnum() or verbatim:
             out.append(ch)
     return " ".join(out)

@@ -91,6 +91,7 @@ class Rules:
     """Reading figures in one language; subclasses give the words and override what differs."""
 
     code = ""
+    letter_names: dict[str, str] = {}
     group = "."  # thousands separator as written natively
     decimal = ","
     space_groups = False  # "1 500" with plain spaces (French)
@@ -126,6 +127,7 @@ class Rules:
             rf"|{SPACE}?(?P<cur>{alternation(self.currencies)})(?![\w])"
             rf"|{SPACE}?(?P<unit>{alternation(self.units)})(?![\w])"
         )
+        self.currency_after = re.compile(rf"{SPACE}?(?P<cur>{alternation(self.currencies)})(?![\w])")
         self.next_word = re.compile(rf"{SPACE}{{1,3}}({LETTER}+)")
         self.letters_after = re.compile(rf"{LETTER}+")
 
@@ -365,6 +367,18 @@ class Rules:
             return (minus + spoken if spoken else None), end
         suffix = self.suffix.match(text, end)
         kind = suffix.lastgroup if suffix else None
+        if not pre and kind is None and self.words.get("of"):
+            noun, noun_end = self.noun_after(text, end)
+            if noun in self.large_numbers and noun not in self.thousands:
+                money = self.currency_after.match(text, noun_end)
+                if number.fraction is not None or money:  # "1,5 millones", "3 millones €"
+                    spoken = self.large_words(number, noun)
+                    if money:
+                        currency = self.currencies.get(money.group("cur")) or self.currencies.get(
+                            money.group("cur").replace(" ", ""))
+                        if currency:
+                            spoken, noun_end = f"{spoken} {self.words['of']} {currency[1]}", money.end()
+                    return minus + spoken, noun_end
         if pre:
             currency = self.currencies[pre]
             noun, noun_end = self.noun_after(text, end)
@@ -393,6 +407,11 @@ class Rules:
         return (minus + spoken if spoken else None), end
 
     large_numbers: frozenset[str] = frozenset()
+    thousands: frozenset[str] = frozenset()  # of large_numbers, those that are no noun ("mil")
+
+    def large_words(self, number: Number, noun: str) -> str:
+        """A number of millions or more written with digits and a word ("1,5 millones")."""
+        return f"{self.number_words(number, 'm')} {noun}"
     percent_gender = "n"
     time_suffix = re.compile(r"(?!x)x")
 

@@ -16,6 +16,10 @@ _DEFINITE = re.compile(r"(?:^|[^\w])(?:der|die|das)\s*$", re.IGNORECASE)
 
 class German(Rules):
     code = "de"
+    # Letter names, for what is spelt out (`<say-as interpret-as="characters">`).
+    letter_names = dict(zip("abcdefghijklmnopqrstuvwxyzäöüß",
+                            ("a|be|ze|de|e|eff|ge|ha|i|jott|ka|ell|emm|enn|o|"
+                             "pe|ku|err|ess|te|u|vau|we|ix|üpsilon|zett|ä|ö|ü|eszett").split("|")))
     group, decimal = ".", ","
     year_words = True
     words = {"point": "Punkt", "comma": "Komma", "minus": "minus", "plus": "plus", "percent": "Prozent",

@@ -16,6 +16,10 @@ REGNAL = "Henry|Edward|George|William|Elizabeth|Charles|Richard|James|Louis|Mary
 
 class English(Rules):
     code = "en"
+    # Letter names, for what is spelt out (`<say-as interpret-as="characters">`).
+    letter_names = dict(zip("abcdefghijklmnopqrstuvwxyz",
+                            ("ay|bee|see|dee|ee|eff|gee|aitch|eye|jay|kay|el|em|"
+                             "en|oh|pee|cue|ar|ess|tee|you|vee|double you|ex|why|zee").split("|")))
     group, decimal = ",", "."
     date_order = "mdy"
     year_words = True

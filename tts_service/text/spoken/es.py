@@ -26,6 +26,8 @@ paradigma paradigmas plasma magma holograma organigrama telegrama cometa cometas
 papás tranvía tranvías mediodía guardia guardias pirata piratas atleta atletas turista turistas
 artista artistas dentista dentistas periodista periodistas futbolista futbolistas deportista
 deportistas especialista especialistas policía policías colega colegas
+dálmata dálmatas koala koalas panda pandas gorila gorilas puma pumas yoga karma tequila tequilas
+pentagrama pentagramas
 kilogramo kilogramos gramo gramos
 millón millones billón billones mil
 """.split())
@@ -39,18 +41,31 @@ _RANGE_OPEN = re.compile(r"(?:^|[^\w])(de|del|entre|desde|en)\s*$", re.IGNORECAS
 
 MONTHS = ["enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre",
           "octubre", "noviembre", "diciembre"]
+# Names of monarchs and popes: their number is an ordinal up to X ("Felipe sexto"), a cardinal
+# above ("Luis catorce"). After any other capitalised word the number is a sequel's or a part's,
+# always a cardinal ("Rocky dos", "Final Fantasy siete").
 REGNAL = ("Felipe|Carlos|Juan|Luis|Fernando|Alfonso|Enrique|Pedro|Jaime|Pío|Pablo|Benedicto|León|"
           "Gregorio|Eduardo|Jorge|Guillermo|Napoleón|Francisco|Clemente|Urbano|Inocencio|Sixto|"
-          "Alejandro|Federico|Ricardo|Amadeo|Ramiro|Sancho|Enrique|Isabel|María|Catalina|Juana|"
-          "Victoria|Ana|Leonor|Cristina|Urraca|Isabel|Carlota|Margarita")
+          "Alejandro|Federico|Ricardo|Amadeo|Ramiro|Sancho|Isabel|María|Catalina|Juana|"
+          "Victoria|Ana|Leonor|Cristina|Urraca|Carlota|Margarita|Ramsés|Tutmosis|Amenhotep|Ptolomeo|"
+          "Cleopatra|Darío|Ciro|Jerjes|Antíoco|Herodes|Constantino|Justiniano|Teodosio|Otón|Nicolás|"
+          "Iván|Gustavo|Cristián|Leopoldo|Alberto|Balduino|Humberto|Manuel|Sebastián|Miguel|Basilio|"
+          "Andrés|Casimiro|Segismundo|Ladislao|Wenceslao|Rodolfo|Maximiliano|Harald|Olaf|Haakon|Magnus|"
+          "Canuto|Jacobo|Bonifacio|Julio|Adriano|Marcelo|Celestino|Esteban|Martín|Calixto|Honorio|"
+          "Eugenio|Félix|Silvestre|Abderramán|Solimán|Mehmed|Selim|Murad|Guillermina|Beatriz|Juliana")
+_REGNAL_NAMES = frozenset(REGNAL.split("|"))
 REGNAL_FEMININE = frozenset("Isabel María Catalina Juana Victoria Ana Leonor Cristina Urraca Carlota "
-                            "Margarita".split())
+                            "Margarita Cleopatra Guillermina Beatriz Juliana".split())
 ROMAN_CARDINAL = frozenset("siglo siglos capítulo capítulos tomo tomos volumen volúmenes parte libro "
                            "acto título canto lección fase nivel".split())
 
 
 class Spanish(Rules):
     code = "es"
+    # Letter names, for what is spelt out (`<say-as interpret-as="characters">`).
+    letter_names = dict(zip("abcdefghijklmnñopqrstuvwxyz",
+                            ("a|be|ce|de|e|efe|ge|hache|i|jota|ka|ele|eme|"
+                             "ene|eñe|o|pe|cu|erre|ese|te|u|uve|uve doble|equis|i griega|zeta").split("|")))
     group, decimal = ".", ","
     words = {"point": "punto", "comma": "coma", "minus": "menos", "plus": "más", "percent": "por ciento",
              "to": "a", "of": "de", "and_cents": "con", "over": "entre", "and": "y"}
@@ -132,6 +147,7 @@ class Spanish(Rules):
     stop_words = frozenset("de del y o u e en a al con por para que es fue son era se lo la las los el "
                            "un una hasta desde entre sobre como más menos".split())
     large_numbers = frozenset({"millón", "millones", "billón", "billones", "mil"})
+    thousands = frozenset({"mil"})
     percent_gender = "n"
     time_suffix = re.compile(rf"{SPACE}?(?:h|hs|hrs|horas)(?![\w])")
 
@@ -149,6 +165,17 @@ class Spanish(Rules):
                                                "madurez", "validez", "timidez", "fluidez", "lucidez"):
             return "m"
         return "f" if _FEMININE_END.search(low) else "m"
+
+    def large_words(self, number: Number, noun: str) -> str:
+        """"1,5 millones" as a Spanish speaker says it: "un millón y medio"; "2,5 millones": "dos
+        millones y medio"; other fractions as decimals ("dos coma tres millones")."""
+        if number.fraction == "5" and number.point is False:
+            singular = {"millones": "millón", "billones": "billón"}.get(noun, noun)
+            plural = {"millón": "millones", "billón": "billones"}.get(noun, noun)
+            whole = self.cardinal(number.whole, "m")
+            if whole is not None:
+                return f"{whole} {singular if number.whole == 1 else plural} y medio"
+        return super().large_words(number, noun)
 
     def gender_before(self, before: str) -> str | None:
         return "f" if _ARTICLE_F.search(before) else None
@@ -177,10 +204,10 @@ class Spanish(Rules):
         low = context.lower()
         if low in ROMAN_CARDINAL:
             return self.cardinal(value)
-        known = context in REGNAL.split("|")
+        known = context in _REGNAL_NAMES
         if not known and (len(written) < 2 or set(written) - set("IVX") or value > 39):
             return None
-        if value <= 10:
+        if known and value <= 10:
             return self.ordinal(value, "f" if context in REGNAL_FEMININE else "m")
         return self.cardinal(value)
 

@@ -14,6 +14,10 @@ _HOUR = re.compile(rf"{SPACE}?h{SPACE}?(\d{{2}})?(?![\w])")
 
 class French(Rules):
     code = "fr"
+    # Letter names, for what is spelt out (`<say-as interpret-as="characters">`).
+    letter_names = dict(zip("abcdefghijklmnopqrstuvwxyz",
+                            ("a|bé|cé|dé|e|effe|gé|ache|i|ji|ka|elle|emme|"
+                             "enne|o|pé|qu|erre|esse|té|u|vé|double vé|ixe|i grec|zède").split("|")))
     group, decimal = ".", ","
     space_groups = True
     words = {"point": "point", "comma": "virgule", "minus": "moins", "plus": "plus", "percent": "pour cent",

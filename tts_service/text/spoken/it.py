@@ -13,6 +13,10 @@ MONTHS = ["gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio"
 
 class Italian(Rules):
     code = "it"
+    # Letter names, for what is spelt out (`<say-as interpret-as="characters">`).
+    letter_names = dict(zip("abcdefghijklmnopqrstuvwxyz",
+                            ("a|bi|ci|di|e|effe|gi|acca|i|i lunga|cappa|elle|emme|"
+                             "enne|o|pi|cu|erre|esse|ti|u|vu|doppia vu|ics|ipsilon|zeta").split("|")))
     group, decimal = ".", ","
     words = {"point": "punto", "comma": "virgola", "minus": "meno", "plus": "più", "percent": "per cento",
              "to": "a", "of": "di", "and_cents": "e", "over": "su"}

@@ -14,6 +14,10 @@ _HOUR = re.compile(rf"{SPACE}?h{SPACE}?(\d{{2}})?(?![\w])")
 
 class Portuguese(Rules):
     code = "pt"
+    # Letter names, for what is spelt out (`<say-as interpret-as="characters">`).
+    letter_names = dict(zip("abcdefghijklmnopqrstuvwxyz",
+                            ("á|bê|cê|dê|é|efe|gê|agá|i|jota|cá|ele|eme|"
+                             "ene|ó|pê|quê|erre|esse|tê|u|vê|dáblio|xis|ípsilon|zê").split("|")))
     group, decimal = ".", ","
     words = {"point": "ponto", "comma": "vírgula", "minus": "menos", "plus": "mais", "percent": "por cento",
              "to": "a", "of": "de", "and_cents": "e", "over": "sobre"}
