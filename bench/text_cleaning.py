@@ -181,6 +181,24 @@ def time_answer(size: int = SIZE, repeat: int = 50) -> tuple[float, float] | Non
     return runs[0] * 1000, runs[len(runs) // 2] * 1000
 
 
+def time_transcript(size: int = SIZE, repeat: int = 50) -> tuple[float, float]:
+    """Best and median milliseconds of the transcript a session keeps for the same answer's word events."""
+    sys.path.insert(0, str(ROOT))
+    from tts_service.text.checks import prepare_text
+    from tts_service.text.written import Transcript
+
+    text = (ANSWER * (size // len(ANSWER) + 1))[:size]
+    replaced: list = []
+    spoken = prepare_text(text, "es", True, replaced=replaced)
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        Transcript().add(spoken, replaced)
+        runs.append(time.perf_counter() - start)
+    runs.sort()
+    return runs[0] * 1000, runs[len(runs) // 2] * 1000
+
+
 def time_one(path: Path, name: str, size: int, repeat: int) -> float:
     """Best of `repeat` runs (one when the first is already slow), in CPU seconds of this process.
 
@@ -269,6 +287,10 @@ def main() -> None:
         if answer:
             print(f"spoken forms on a {args.size}-character answer full of figures: best {answer[0]:.2f} ms, "
                   f"median {answer[1]:.2f} ms")
+        if not args.rev:
+            mapped = time_transcript(args.size)
+            print(f"the same answer's words mapped back to what was written (text/written.py): best {mapped[0]:.2f} ms, "
+                  f"median {mapped[1]:.2f} ms")
 
 
 if __name__ == "__main__":

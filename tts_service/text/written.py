@@ -14,50 +14,57 @@ words after it an empty string ("part of the one before"); a word read as writte
 
 from __future__ import annotations
 
+import bisect
 import re
 import threading
 from collections import deque
-from typing import NamedTuple
+from itertools import repeat
 
 _TAG = re.compile(r"<break\b[^<>]*>", re.IGNORECASE)
 # Words an engine may drop or split before the one it reports: how far ahead a word is looked for.
 LOOKAHEAD = 4
 
 
-class _Token(NamedTuple):
-    key: str
-    written: str | None
+_NOT_ALNUM = re.compile(r"[\W_]+")
 
 
 def key(word: str) -> str:
     """A word as compared: lower case, letters and digits only ("Euros." and "euros" alike)."""
-    return "".join(char for char in word.lower() if char.isalnum())
+    return _NOT_ALNUM.sub("", word.lower())
 
 
-def tokens(spoken: str, pairs: list[tuple[str, str]]) -> list[_Token]:
-    """`spoken`'s words in order, each with the written form it reads; `pairs` are the replaced
+def _keys(text: str) -> list[str]:
+    """The keys of `text`'s words, in order; a word of marks only has none."""
+    return [word for word in map(_NOT_ALNUM.sub, repeat(""), text.lower().split()) if word]
+
+
+def tokens(spoken: str, pairs: list[tuple[str, str]]) -> list[tuple[str, str | None]]:
+    """(key, written form) for each of `spoken`'s words, in order; `pairs` are the replaced
     stretches (written, spoken), in the order they occur in `spoken`."""
-    words = [word for word in (key(w) for w in _TAG.sub(" ", spoken).split()) if word]
-    out = [_Token(word, None) for word in words]
+    words = _keys(_TAG.sub(" ", spoken))
+    shown: list[str | None] = [None] * len(words)
+    where: dict[str, list[int]] = {}
+    for index, word in enumerate(words):
+        where.setdefault(word, []).append(index)
     at = 0
     for written, said in pairs:
-        said_keys = [word for word in (key(w) for w in said.split()) if word]
+        said_keys = _keys(said)
         if not said_keys or " ".join(written.split()) == " ".join(said.split()):
             continue
-        found = _find(words, said_keys, at)
+        found = _find(words, where, said_keys, at)
         if found < 0:
             continue  # changed again after it was read (a Markdown rule): shown as spoken
-        out[found] = _Token(said_keys[0], " ".join(written.split()))
-        for index in range(found + 1, found + len(said_keys)):
-            out[index] = _Token(words[index], "")
+        shown[found] = " ".join(written.split())
+        shown[found + 1:found + len(said_keys)] = [""] * (len(said_keys) - 1)
         at = found + len(said_keys)
-    return out
+    return list(zip(words, shown))
 
 
-def _find(words: list[str], wanted: list[str], start: int) -> int:
-    size = len(wanted)
-    for index in range(start, len(words) - size + 1):
-        if words[index:index + size] == wanted:
+def _find(words: list[str], where: dict[str, list[int]], wanted: list[str], start: int) -> int:
+    """Where `wanted` first occurs in `words` from `start`, or -1; `where` indexes each word's places."""
+    places = where.get(wanted[0], [])
+    for index in places[bisect.bisect_left(places, start):]:
+        if words[index:index + len(wanted)] == wanted:
             return index
     return -1
 
@@ -70,7 +77,7 @@ class Transcript:
     never added (a word not found leaves the transcript where it was)."""
 
     def __init__(self) -> None:
-        self._tokens: deque[_Token] = deque()
+        self._tokens: deque[tuple[str, str | None]] = deque()  # (key, written form)
         self._lock = threading.Lock()
 
     def add(self, spoken: str, pairs: list[tuple[str, str]]) -> None:
@@ -85,11 +92,11 @@ class Transcript:
             return None
         with self._lock:
             for index in range(min(LOOKAHEAD, len(self._tokens))):
-                if self._tokens[index].key == wanted:
-                    token = self._tokens[index]
+                if self._tokens[index][0] == wanted:
+                    written = self._tokens[index][1]
                     for _ in range(index + 1):
                         self._tokens.popleft()
-                    return token.written
+                    return written
         return None
 
 

@@ -25,6 +25,10 @@ LETTER = r"[^\W\d_]"
 SPACE = r"[ \u00a0\u202f]"
 
 
+_WORD_BEFORE = re.compile(rf"({LETTER}[\w+#-]*)[ \u00a0]?v?$")
+_SPACES = re.compile(SPACE)
+
+
 class Reading(NamedTuple):
     """One replaced stretch of the written text and the words spoken for it."""
 
@@ -190,16 +194,23 @@ class Rules:
         if money:  # "$1,250": a dollar amount grouped the English way
             styles.reverse()
         for group, decimal, native in styles:
-            g, d = re.escape(group), re.escape(decimal)
-            match = re.fullmatch(rf"(\d{{1,3}}(?:{g}\d{{3}})+)(?:{d}(\d+))?", written)
+            grouped, plain = self._number_shapes(group, decimal)
+            match = grouped.fullmatch(written)
             if match and (native or match.group(2) is not None or written.count(group) > 1 or money):
                 whole = match.group(1).replace(group, "")
                 if len(whole) <= MAX_DIGITS:
                     return Number(int(whole), match.group(2), decimal == ".")
-            match = re.fullmatch(rf"(\d+){d}(\d+)", written)
+            match = plain.fullmatch(written)
             if match and len(match.group(1)) <= MAX_DIGITS and not (money and not native and len(match.group(2)) == 3):
                 return Number(int(match.group(1)), match.group(2), decimal == ".")
         return None
+
+    @staticmethod
+    @lru_cache(maxsize=8)
+    def _number_shapes(group: str, decimal: str) -> tuple[re.Pattern, re.Pattern]:
+        """A number grouped by `group` with an optional `decimal` part, and one with a decimal part only."""
+        g, d = re.escape(group), re.escape(decimal)
+        return re.compile(rf"(\d{{1,3}}(?:{g}\d{{3}})+)(?:{d}(\d+))?"), re.compile(rf"(\d+){d}(\d+)")
 
     # --- context -------------------------------------------------------------------------------
 
@@ -273,7 +284,7 @@ class Rules:
 
     def read_abbreviation(self, text: str, match: re.Match) -> Reading | None:
         written = match.group("abbr")
-        key = re.sub(rf"{SPACE}", "", written)
+        key = _SPACES.sub("", written)
         spoken = self.abbreviation_lookup().get(key)
         if spoken is None:
             return None
@@ -421,7 +432,7 @@ class Rules:
     def is_version(self, before: str, written: str, start: int, text: str) -> bool:
         if "." not in written or not re.fullmatch(r"\d+(?:\.\d+)+", written):
             return False
-        word = re.search(rf"({LETTER}[\w+#-]*)[ \u00a0]?v?$", before)
+        word = _WORD_BEFORE.search(before)
         return bool(word and (word.group(1).lower() in self.versions or word.group(1)[:1].isupper()
                               and start > 0 and text[start - 1] == "v")) or bool(before.endswith("v"))
 
