@@ -289,8 +289,8 @@ def main() -> None:
                   f"median {answer[1]:.2f} ms")
         if not args.rev:
             mapped = time_transcript(args.size)
-            print(f"the same answer's words mapped back to what was written (text/written.py): best {mapped[0]:.2f} ms, "
-                  f"median {mapped[1]:.2f} ms")
+            print(f"the same answer's words mapped back to what was written (text/written.py): "
+                  f"best {mapped[0]:.2f} ms, median {mapped[1]:.2f} ms")
 
 
 if __name__ == "__main__":
