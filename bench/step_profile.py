@@ -312,7 +312,7 @@ def main() -> None:
         python = profile(engine, rows, args.steps, timers, python_share=True)
         n = result["steps"]
         part = lambda name: result["totals"].get(name, 0.0) / n * 1000  # noqa: E731
-        pipelined = rows == 1 and engine._torch_threads() > 1
+        pipelined = rows == 1 and engine._decode.torch_threads() > 1
         step_ms = result["step"] * 1000
         decode_ms = part("decode")
         # The decoder's time is part of a step except for a row alone, decoded in its own thread.
