@@ -136,8 +136,7 @@ class PocketEngine(Engine):
 
     @property
     def quantized(self) -> bool:
-        """int8 as Kyutai serves Pocket TTS on CPUs, and the flow network too in the frame loop
-        (`frames.quantize_flow_network`); off next to a CUDA device unless asked for."""
+        """int8 as Kyutai serves Pocket TTS on CPUs; off next to a CUDA device unless asked for."""
         if self.settings.pocket_quantize == "auto":
             return not self.settings.resolved_device().startswith("cuda")
         return self.settings.pocket_quantize == "on"
@@ -213,8 +212,6 @@ class PocketEngine(Engine):
         if self._frame_loop:
             self._streaming = frames.streaming_modules(self._model)
             self._decode.attach(self._model, self._streaming)
-            if self.quantized:
-                frames.quantize_flow_network(self._model)
             if self.decoder_precision != "float32":
                 frames.set_decoder_dtype(self._model, self.decoder_precision)
         if problem:

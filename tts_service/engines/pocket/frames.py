@@ -360,26 +360,6 @@ def set_decoder_dtype(model: TTSModel, dtype: str) -> None:
     decoder.to(getattr(torch, dtype))
 
 
-def quantize_flow_network(model: TTSModel) -> None:
-    """The flow network's linear layers in int8 (one weight scale per output channel, activations
-    quantized as they come, one scale per call), beside the transformer layers pocket-tts quantizes.
-
-    pocket-tts's `quantize=True` leaves the flow network in float32; run once a step over a few
-    rows, its products are bound by reading 39 MB of weights: in int8 it is 1.7-2.1x faster and a
-    step of the flow model 1.14-1.28x, the audio 63 dB SNR from float32's and the pauses' floor
-    within 1 dB (bench/decoder_variants.py --parts flow-int8).
-    """
-    import torch
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    flow: FlowLMModel = model.flow_lm
-    if torch.backends.quantized.engine == "none":
-        import platform
-
-        torch.backends.quantized.engine = "qnnpack" if platform.machine() in ("arm64", "aarch64") else "fbgemm"
-    quantize_dynamic(flow.flow_net, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
-
-
 def keep_rows(streaming: StreamingModules, pieces: list) -> None:
     """Free the cache slots of every piece not in `pieces` (each with `flow_state`, `mimi_state`)."""
     streaming.flow_rows.keep([piece.flow_state for piece in pieces])
