@@ -16,13 +16,13 @@ product timed among them, so that a busy moment of a shared machine falls on non
   step costs the same) and 8 frames a call.
 - `flow-int8`: the flow model's flow network (`flow_lm.flow_net`, the one part of the flow model
   pocket-tts leaves in float32 when it quantizes) with int8 weights per output channel and int8
-  activations quantized per call (torch's dynamic quantization, `frames.quantize_flow_network`,
-  which the service applies with TTS_POCKET_QUANTIZE): its time and a whole flow step's
+  activations quantized per call (torch's dynamic quantization): its time and a whole flow step's
   against float32 at 1, 8 and 16 rows; and its quality: the same answers' steps run through both
   (teacher-forced on the float32 latents, the same noise), both latent streams decoded by the
   package's float32 decoder and compared as `decoder_quality.py` compares decoders.
-- `onnx`: the SEANet decoder as an ONNX model in ONNX Runtime (one thread) against the
-  service's matrix products and torch's own convolutions, one decoder call of R rows and 4 frames.
+- `onnx`: the SEANet decoder as an ONNX model in ONNX Runtime and, where installed, OpenVINO (one
+  thread each) against the service's matrix products and torch's own convolutions, one decoder
+  call of R rows and 4 frames.
 """
 
 from __future__ import annotations
@@ -63,20 +63,13 @@ def matmul_run():
 
 
 def load(config, voice):
-    """The engine as served (pocket-tts's int8 transformer), its flow network left in float32 here."""
+    """The engine as served: pocket-tts's int8 transformer, the flow network in float32."""
     from pocket_parity import load_engine
-
-    from tts_service.engines.pocket import frames
 
     env = {"TTS_DEVICE": "cpu", "TTS_POCKET_CONFIG": str(config), "TTS_POCKET_LANGUAGES": "es",
            "TTS_ROUTES": "es=pocket", "TTS_DEFAULT_LANGUAGE": "es", "TTS_VOICE_DIR": str(voice.parent),
            "TTS_POCKET_VOICE": voice.stem, "TTS_LOG_FILE": ""}
-    quantize_flow_network = frames.quantize_flow_network
-    frames.quantize_flow_network = lambda model: None
-    try:
-        return load_engine(env, "es", quantize="on", precision="float32")
-    finally:
-        frames.quantize_flow_network = quantize_flow_network
+    return load_engine(env, "es", quantize="on", precision="float32")
 
 
 def decoder_flops(model, streaming, rows: int, count: int) -> int:
@@ -133,14 +126,17 @@ def frames_part(engine, counts: list[int], repeat: int) -> None:
 
 
 def int8_copy(module):
-    """A copy of the flow network as the service quantizes it."""
-    from types import SimpleNamespace
+    """A copy of the flow network with int8 linear layers: weights per output channel, activations
+    quantized per call (torch's dynamic quantization, as pocket-tts quantizes its transformer)."""
+    import platform
 
-    from tts_service.engines.pocket import frames
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    model = SimpleNamespace(flow_lm=SimpleNamespace(flow_net=copy.deepcopy(module)))
-    frames.quantize_flow_network(model)
-    return model.flow_lm.flow_net
+    if torch.backends.quantized.engine == "none":
+        torch.backends.quantized.engine = "qnnpack" if platform.machine() in ("arm64", "aarch64") else "fbgemm"
+    return quantize_dynamic(copy.deepcopy(module), {torch.nn.Linear: per_channel_dynamic_qconfig},
+                            dtype=torch.qint8, inplace=False)
 
 
 def flow_rows(engine, rows: int):
@@ -167,7 +163,7 @@ def flow_rows(engine, rows: int):
     return step
 
 
-def flow_int8_part(engine, counts: list[int], repeat: int, seconds: float) -> None:
+def flow_int8_part(engine, counts: list[int], repeat: int, seconds: float, layer_scale: float | None) -> None:
     import torch
 
     from tts_service.engines.pocket import frames
@@ -208,6 +204,12 @@ def flow_int8_part(engine, counts: list[int], repeat: int, seconds: float) -> No
                   f"{si * 1000:.1f} ms | {sf / si:.2f}x | {(sf - si) / sf:.0%} | {matmul_flops / times[0] / 1e9:.0f} |",
                   flush=True)
     flow_int8_quality(engine, float_net, int8_net, seconds)
+    if layer_scale is not None:
+        for name, parameter in model.mimi.decoder_transformer.named_parameters():
+            if name.endswith(".scale"):
+                parameter.data.fill_(layer_scale)
+        print(f"\nThe same with the decoder transformer's layer scales at {layer_scale:g}:")
+        flow_int8_quality(engine, float_net, int8_net, seconds)
 
 
 def flow_int8_quality(engine, float_net, int8_net, seconds: float) -> None:
@@ -268,7 +270,6 @@ class PlainSeanet:
 
     @staticmethod
     def module(layers):
-        import torch
         from torch import nn
         from torch.nn import functional as F
 
@@ -333,6 +334,10 @@ def onnx_part(engine, counts: list[int], repeat: int) -> None:
     except ImportError:
         print("\nonnx: onnxruntime is not installed in this environment; skipped")
         return
+    try:
+        import openvino
+    except ImportError:
+        openvino = None
     model, streaming = engine._model, engine._streaming
     plain = PlainSeanet.module(streaming.seanet_layers)
     gemm_decoder = frames._seanet(streaming, torch.float32)
@@ -343,9 +348,11 @@ def onnx_part(engine, counts: list[int], repeat: int) -> None:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     print(f"\nonnxruntime {ort.__version__}, {options.intra_op_num_threads} thread(s); one SEANet call of 4 frames "
           f"({positions} positions) a row")
-    print("\n| rows | matrix products (service) | torch convolutions | ONNX Runtime | ONNX Runtime / matrix products | "
-          "GFLOPS, matrix products | GFLOPS, ONNX Runtime | float32 matmul GFLOPS | ONNX vs torch, max difference |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"OpenVINO: {openvino.__version__ if openvino else 'not installed'}")
+    print("\n| rows | matrix products (service) | torch convolutions | ONNX Runtime | OpenVINO | "
+          "ONNX Runtime / matrix products | OpenVINO / matrix products | GFLOPS: matrix products, ONNX Runtime, OpenVINO | "
+          "float32 matmul GFLOPS | ONNX Runtime, OpenVINO vs torch, max difference |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     matmul, matmul_flops = matmul_run()
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "seanet.onnx")
@@ -353,6 +360,12 @@ def onnx_part(engine, counts: list[int], repeat: int) -> None:
         torch.onnx.export(plain, (example,), path, input_names=["z"], output_names=["audio"],
                           dynamic_axes={"z": {0: "rows", 2: "positions"}}, opset_version=17, dynamo=False)
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        compiled = None
+        if openvino is not None:
+            core = openvino.Core()
+            core.set_property("CPU", {"INFERENCE_NUM_THREADS": torch.get_num_threads(),
+                                      "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
+            compiled = core.compile_model(core.read_model(path), "CPU")
         for rows in counts:
             z = torch.randn(rows, 512, positions)
             z_last = z.transpose(1, 2).contiguous()
@@ -367,13 +380,20 @@ def onnx_part(engine, counts: list[int], repeat: int) -> None:
                 flops = counter.get_total_flops()
                 out = session.run(None, feed)[0]
                 difference = float(np.abs(out - reference.numpy()).max())
-                times = best_times([matmul, lambda: gemm_decoder(z_last, states), lambda: plain(z),
-                                    lambda: session.run(None, feed)], repeat=repeat)
+                runs = [matmul, lambda: gemm_decoder(z_last, states), lambda: plain(z), lambda: session.run(None, feed)]
+                vino_difference = float("nan")
+                if compiled is not None:
+                    request = compiled.create_infer_request()
+                    vino_difference = float(np.abs(request.infer([z.numpy()])[0] - reference.numpy()).max())
+                    runs.append(lambda: request.infer([z.numpy()]))
+                times = best_times(runs, repeat=repeat)
             peak = matmul_flops / times[0]
-            _, ours, torch_conv, onnx = times
+            _, ours, torch_conv, onnx = times[:4]
+            vino = times[4] if compiled is not None else float("nan")
             print(f"| {rows} | {ours * 1000:.1f} ms | {torch_conv * 1000:.1f} ms | {onnx * 1000:.1f} ms | "
-                  f"{onnx / ours:.2f}x | {flops / ours / 1e9:.0f} | {flops / onnx / 1e9:.0f} | {peak / 1e9:.0f} | "
-                  f"{difference:.1e} |", flush=True)
+                  f"{vino * 1000:.1f} ms | {onnx / ours:.2f}x | {vino / ours:.2f}x | "
+                  f"{flops / ours / 1e9:.0f}, {flops / onnx / 1e9:.0f}, {flops / vino / 1e9:.0f} | {peak / 1e9:.0f} | "
+                  f"{difference:.1e}, {vino_difference:.1e} |", flush=True)
     print("\nTimes per call (lower is better); the ONNX model is the same layers without streaming state "
           "(left padding instead), so its arithmetic is the service's.")
 
@@ -384,6 +404,9 @@ def main() -> None:
     parser.add_argument("--rows", default="1,4,8,16")
     parser.add_argument("--repeat", type=int, default=7, help="rounds of the variants in turn")
     parser.add_argument("--seconds", type=float, default=4.0, help="audio per answer for flow-int8's quality")
+    parser.add_argument("--layer-scale", type=float, default=1.0,
+                        help="flow-int8's quality again with the decoder transformer's layer scales at this "
+                             "(random weights start at 0.01, which hides its share of the audio)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: two threads on two shared cores measure who waited)")
     args = parser.parse_args()
@@ -400,7 +423,7 @@ def main() -> None:
     if "frames" in parts:
         frames_part(engine, counts, args.repeat)
     if "flow-int8" in parts:
-        flow_int8_part(engine, counts, args.repeat, args.seconds)
+        flow_int8_part(engine, counts, args.repeat, args.seconds, args.layer_scale)
     if "onnx" in parts:
         onnx_part(engine, counts, args.repeat)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
