@@ -125,23 +125,30 @@ class _ConvTransposeGemm:
         weight = _reorder(_reorder(layer.weight.detach(), order_in, 0), order_out, 1)
         # [in, 2s * out]: column j * out + o is output position j of channel o.
         self.weight = weight.permute(0, 2, 1).reshape(in_channels, kernel * out_channels).contiguous().to(dtype)
+        half = layer.stride * out_channels
+        self.first, self.second = self.weight[:, :half].contiguous(), self.weight[:, half:].contiguous()
         bias = _reorder(layer.bias.detach() if layer.bias is not None else torch.zeros(out_channels), order_out, 0)
         # The bias goes on each position's own first half only: the second half is carried over.
-        self.bias = torch.cat([bias.repeat(layer.stride), torch.zeros(layer.stride * out_channels)]).to(dtype)
+        self.bias = bias.repeat(layer.stride).to(dtype)
 
     def __call__(self, x, states: dict):
         rows, steps, channels = x.shape
         s, out_channels = self.stride, self.out_channels
-        y = torch.addmm(self.bias, x.reshape(rows * steps, channels), self.weight)
-        y = y.view(rows, steps, 2, s, out_channels)
-        first, second = y[:, :, 0], y[:, :, 1]
+        # Each position's first half, then the position before's second half added into it in place:
+        # the 2s outputs of every position are never written out whole (in the last layers they are
+        # tens of MB, and the pass that added the halves was a quarter of the decoder's time).
+        # The rows laid end to end: a row's first position gets the row before's last second half,
+        # and is written again after, from the row's carried state.
+        flat = x.reshape(rows * steps, channels)
+        out = torch.addmm(self.bias, flat, self.first)
+        out[1:].addmm_(flat[:-1], self.second)
+        out = out.view(rows, steps, s * out_channels)
         state = states[self.state]
         partial = state["partial"]  # [rows, out, s], without the bias, in the package's channel order
-        out = torch.empty((rows, steps, s, out_channels), dtype=y.dtype)
-        torch.add(first[:, 0], _reorder(partial, self.order_out, 1).transpose(1, 2).to(y.dtype), out=out[:, 0])
-        if steps > 1:
-            torch.add(first[:, 1:], second[:, :-1], out=out[:, 1:])
-        state["partial"] = _reorder(second[:, -1].transpose(1, 2), self.back_out, 1).to(partial.dtype)
+        carried = _reorder(partial, self.order_out, 1).transpose(1, 2).reshape(rows, s * out_channels)
+        torch.add(torch.addmm(self.bias, x[:, 0], self.first), carried.to(out.dtype), out=out[:, 0])
+        last = torch.mm(x[:, -1], self.second).view(rows, s, out_channels)
+        state["partial"] = _reorder(last.transpose(1, 2), self.back_out, 1).to(partial.dtype)
         return out.view(rows, steps * s, out_channels)
 
 
