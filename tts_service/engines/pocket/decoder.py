@@ -5,9 +5,10 @@ length almost every call; its transposed convolutions reach 0.55-0.75 of this CP
 matrix-product rate (docs/benchmarks.md). The same arithmetic as plain matrix products over every
 row and position at once:
 
-- a transposed convolution of stride s and kernel 2s is one product giving each input position
-  its 2s output positions, the first s added to the second s of the position before (the
-  streaming state carries the last position's second half into the next call): 0.8-0.9;
+- a transposed convolution of stride s and kernel 2s is two products over the rows laid end to
+  end: each input position's first s outputs, then the position before's second s added into
+  them in place (the streaming state carries the last position's second half into the next
+  call); the 2s outputs are never written whole, which in the last layers were tens of MB: 0.8-0.9;
 - a convolution of kernel k is one product of the rows' windows (k positions of every channel
   side by side) with the kernel laid out [k * in, out], or, for narrow inputs, one product per
   tap over the rows laid end to end;
