@@ -119,7 +119,8 @@ class PocketEngine(Engine):
         self._broken_voices: set[str] = set()
         self._active: collections.deque[_Active] = collections.deque()
         # Decodes the rows' frames, beside the flow model for a row alone.
-        self._decode = pipeline.DecodePipeline(self._active, language, self.sample_rate, self.device)
+        self._decode = pipeline.DecodePipeline(self._active, language, self.sample_rate, self.device,
+                                               lambda: (self._model, self._streaming))
         self._voice_dir = Path(settings.voice_dir).expanduser() if settings.voice_dir else None
         self.library = None  # the service's VoiceLibrary (voice_library.py): voices made while it runs
         self._word_heads: tuple = ()  # layer:head pairs whose attention times the words
@@ -211,7 +212,6 @@ class PocketEngine(Engine):
         self._frame_loop = problem is None
         if self._frame_loop:
             self._streaming = frames.streaming_modules(self._model)
-            self._decode.attach(self._model, self._streaming)
             if self.decoder_precision != "float32":
                 frames.set_decoder_dtype(self._model, self.decoder_precision)
         if problem:

@@ -45,19 +45,17 @@ class DecodePipeline:
     `mimi_state` and `words`; the engine's step calls `before_flow` and `after_flow` around the
     flow model."""
 
-    def __init__(self, active: collections.deque, language: str, sample_rate: int, device: str = "cpu"):
+    def __init__(self, active: collections.deque, language: str, sample_rate: int, device: str = "cpu",
+                 modules=None):
         self.active = active
         self.language = language
         self.sample_rate = sample_rate
         self.device = device
-        self.model = None  # set by `attach` when the frame loop is loaded
-        self.streaming: frames.StreamingModules | None = None
+        # () -> (model, `frames.StreamingModules`), asked at each decode: nothing held once the model is unloaded.
+        self.modules = modules
         self._decoder: concurrent.futures.ThreadPoolExecutor | None = None  # see `decoder_thread`
         self._decoding: concurrent.futures.Future | None = None  # the chunk the decoder thread is on
         self._own_threads: int | None = None  # the worker's torch threads for a batch (`threads_for`)
-
-    def attach(self, model, streaming: frames.StreamingModules) -> None:
-        self.model, self.streaming = model, streaming
 
     # -- the step ----------------------------------------------------------------------------
     def before_flow(self, flowing: bool, outputs: dict) -> bool:
@@ -185,7 +183,8 @@ class DecodePipeline:
         """PCM for each piece's frames ([rows, frames, dim]), decoded in one batch."""
         import torch
 
-        rows = frames.decode_rows(self.model, self.streaming, latents, [piece.mimi_state for piece in pieces])
+        model, streaming = self.modules()
+        rows = frames.decode_rows(model, streaming, latents, [piece.mimi_state for piece in pieces])
         pcm = []
         for piece, row in zip(pieces, rows):
             if not piece.faded:
