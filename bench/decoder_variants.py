@@ -79,8 +79,14 @@ def decoder_flops(model, streaming, rows: int, count: int) -> int:
     from tts_service.engines.pocket import frames
 
     states = [streaming.mimi_rows.place(streaming.mimi_fresh, 64) for _ in range(rows)]
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        frames.decode_rows(model, streaming, torch.randn(rows, count, model.flow_lm.ldim), states)
+    # Counted on the package's modules: the same arithmetic, and torch's counter skips the in-place
+    # products (`addmm_`) the matrix-product decoder adds with.
+    layers, streaming.seanet_layers = streaming.seanet_layers, None
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            frames.decode_rows(model, streaming, torch.randn(rows, count, model.flow_lm.ldim), states)
+    finally:
+        streaming.seanet_layers = layers
     frames.keep_rows(streaming, [])
     return counter.get_total_flops()
 
