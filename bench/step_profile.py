@@ -200,7 +200,8 @@ def layer_profile(model, streaming, counts: list[int], repeats: int) -> None:
 
     f32, bf16 = matmul_rate(torch.float32), matmul_rate(torch.bfloat16, size=256)
     print(f"\nthis CPU's matrix products ([1024, 1024] by [1024, 1024]): float32 {f32:.0f} GFLOPS, "
-          f"bfloat16 {bf16:.1f} GFLOPS (256-wide)", flush=True)
+          f"bfloat16 {bf16:.1f} GFLOPS (256-wide); the float32 rate is timed again between the decoder "
+          "calls, and each row count's figures are against the best of those", flush=True)
     clock = LayerClock()
     attention = F.scaled_dot_product_attention
 
@@ -224,7 +225,9 @@ def layer_profile(model, streaming, counts: list[int], repeats: int) -> None:
                 states = [streaming.mimi_rows.place(streaming.mimi_fresh, 4000) for _ in range(rows)]
                 latents = torch.randn(rows, 4, model.flow_lm.ldim)
                 best = {}
+                f32 = 0.0  # this row count's float32 matmul rate, timed in turns with its decoder calls
                 for repeat in range(repeats + 1):
+                    f32 = max(f32, matmul_rate(torch.float32, seconds=0.05))
                     for variant in ("package", "matrix products"):
                         streaming.seanet_layers = layers if variant == "matrix products" else None
                         gemm = frames._seanet(streaming, dtype) if streaming.seanet_layers is not None else None
@@ -257,6 +260,8 @@ def layer_profile(model, streaming, counts: list[int], repeats: int) -> None:
                                                                                       (0.0, 0))[0]
                     speedup = f"{package / ours:.2f}x" if package and ours else "-"
                     print(f"| {rows} | {kind} | " + " | ".join(cells) + f" | {speedup} |", flush=True)
+                print(f"| {rows} | float32 matmul, timed in turns | | {f32:.0f} | 1.00 | | {f32:.0f} | 1.00 | |",
+                      flush=True)
     finally:
         F.scaled_dot_product_attention = attention
         for handle in handles:
@@ -312,7 +317,7 @@ def main() -> None:
         python = profile(engine, rows, args.steps, timers, python_share=True)
         n = result["steps"]
         part = lambda name: result["totals"].get(name, 0.0) / n * 1000  # noqa: E731
-        pipelined = rows == 1 and engine._torch_threads() > 1
+        pipelined = rows == 1 and engine._decode.torch_threads() > 1
         step_ms = result["step"] * 1000
         decode_ms = part("decode")
         # The decoder's time is part of a step except for a row alone, decoded in its own thread.

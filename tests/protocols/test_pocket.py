@@ -154,14 +154,15 @@ def test_a_decoder_thread_failure_is_logged_when_its_rows_leave(caplog):
     import concurrent.futures
     import logging
 
-    from tts_service.engines.pocket import PocketEngine
+    import collections
 
-    engine = PocketEngine.__new__(PocketEngine)
-    engine.language = "es"
+    from tts_service.engines.pocket.pipeline import DecodePipeline
+
+    decode = DecodePipeline(collections.deque(), "es", 24000)
     failed = concurrent.futures.Future()
     failed.set_exception(RuntimeError("decoder broke"))
-    engine._decoding = failed
-    with caplog.at_level(logging.ERROR, logger="tts_service.engines.pocket.engine"):
-        engine._decoded_in_flight()
-    assert engine._decoding.result() == []
+    decode._decoding = failed
+    with caplog.at_level(logging.ERROR, logger="tts_service.engines.pocket.pipeline"):
+        decode.settle()
+    assert decode._decoding.result() == []
     assert any("decoder broke" in record.getMessage() and record.exc_info for record in caplog.records)

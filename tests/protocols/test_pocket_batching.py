@@ -291,18 +291,18 @@ def test_a_row_alone_is_decoded_beside_the_flow_model_and_says_the_same(float_en
     """Alone on a CPU with two torch threads or more, a row's frames are decoded in a second thread
     while the flow model makes the next one: the same audio and words as in a batch (decoded in
     the worker), every piece of a long text whole and in order."""
-    from tts_service.engines.pocket import PocketEngine
+    from tts_service.engines.pocket.pipeline import DecodePipeline
 
     engine = float_engine
-    monkeypatch.setattr(PocketEngine, "_torch_threads", lambda self: 2)
+    monkeypatch.setattr(DecodePipeline, "torch_threads", lambda self: 2)
     decoded_in = set()
-    real_decode = PocketEngine._decode_taken
+    real_decode = DecodePipeline.decode_taken
 
     def decode_taken(self, taken):
         decoded_in.add(threading.current_thread().name)
         return real_decode(self, taken)
 
-    monkeypatch.setattr(PocketEngine, "_decode_taken", decode_taken)
+    monkeypatch.setattr(DecodePipeline, "decode_taken", decode_taken)
     scheduler = Scheduler(engine, batch_wait=0.05, timeout=60)
     scheduler.start(preload=False)
     try:

@@ -5,9 +5,10 @@ length almost every call; its transposed convolutions reach 0.55-0.75 of this CP
 matrix-product rate (docs/benchmarks.md). The same arithmetic as plain matrix products over every
 row and position at once:
 
-- a transposed convolution of stride s and kernel 2s is one product giving each input position
-  its 2s output positions, the first s added to the second s of the position before (the
-  streaming state carries the last position's second half into the next call): 0.8-0.9;
+- a transposed convolution of stride s and kernel 2s is two products over the rows laid end to
+  end: each input position's first s outputs, then the position before's second s added into
+  them in place (the streaming state carries the last position's second half into the next
+  call); the 2s outputs are never written whole, which in the last layers were tens of MB: 0.8-0.9;
 - a convolution of kernel k is one product of the rows' windows (k positions of every channel
   side by side) with the kernel laid out [k * in, out], or, for narrow inputs, one product per
   tap over the rows laid end to end;
@@ -125,23 +126,30 @@ class _ConvTransposeGemm:
         weight = _reorder(_reorder(layer.weight.detach(), order_in, 0), order_out, 1)
         # [in, 2s * out]: column j * out + o is output position j of channel o.
         self.weight = weight.permute(0, 2, 1).reshape(in_channels, kernel * out_channels).contiguous().to(dtype)
+        half = layer.stride * out_channels
+        self.first, self.second = self.weight[:, :half].contiguous(), self.weight[:, half:].contiguous()
         bias = _reorder(layer.bias.detach() if layer.bias is not None else torch.zeros(out_channels), order_out, 0)
         # The bias goes on each position's own first half only: the second half is carried over.
-        self.bias = torch.cat([bias.repeat(layer.stride), torch.zeros(layer.stride * out_channels)]).to(dtype)
+        self.bias = bias.repeat(layer.stride).to(dtype)
 
     def __call__(self, x, states: dict):
         rows, steps, channels = x.shape
         s, out_channels = self.stride, self.out_channels
-        y = torch.addmm(self.bias, x.reshape(rows * steps, channels), self.weight)
-        y = y.view(rows, steps, 2, s, out_channels)
-        first, second = y[:, :, 0], y[:, :, 1]
+        # Each position's first half, then the position before's second half added into it in place:
+        # the 2s outputs of every position are never written out whole (in the last layers they are
+        # tens of MB, and the pass that added the halves was a quarter of the decoder's time).
+        # The rows laid end to end: a row's first position gets the row before's last second half,
+        # and is written again after, from the row's carried state.
+        flat = x.reshape(rows * steps, channels)
+        out = torch.addmm(self.bias, flat, self.first)
+        out[1:].addmm_(flat[:-1], self.second)
+        out = out.view(rows, steps, s * out_channels)
         state = states[self.state]
         partial = state["partial"]  # [rows, out, s], without the bias, in the package's channel order
-        out = torch.empty((rows, steps, s, out_channels), dtype=y.dtype)
-        torch.add(first[:, 0], _reorder(partial, self.order_out, 1).transpose(1, 2).to(y.dtype), out=out[:, 0])
-        if steps > 1:
-            torch.add(first[:, 1:], second[:, :-1], out=out[:, 1:])
-        state["partial"] = _reorder(second[:, -1].transpose(1, 2), self.back_out, 1).to(partial.dtype)
+        carried = _reorder(partial, self.order_out, 1).transpose(1, 2).reshape(rows, s * out_channels)
+        torch.add(torch.addmm(self.bias, x[:, 0], self.first), carried.to(out.dtype), out=out[:, 0])
+        last = torch.mm(x[:, -1], self.second).view(rows, s, out_channels)
+        state["partial"] = _reorder(last.transpose(1, 2), self.back_out, 1).to(partial.dtype)
         return out.view(rows, steps * s, out_channels)
 
 

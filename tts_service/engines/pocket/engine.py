@@ -10,7 +10,7 @@ join (their text prompted into their own copy of the voice state) and leave at t
 the flow model's linear layers run once per step for all rows, while each row attends over its
 own KV cache at its own positions, so that rows of different lengths need no padding and a row's
 audio does not depend on the others beyond rounding. The Mimi decoder decodes the rows' frames
-in batches too, up to four frames per row at once. The loop follows the package's own
+in batches too, up to four frames per row at once (`pipeline`: when, and in which thread). The loop follows the package's own
 `_generate` / `_autoregressive_generation` / `_decode_audio_worker` and `FlowLMModel.forward` /
 `StreamingMultiheadAttention.forward` (pocket_tts 4.0.1), so that a request alone gets the audio
 `generate_audio` gives up to rounding. Everything it reaches beyond the package's public API goes
@@ -23,7 +23,6 @@ per-sentence generator.
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import dataclasses
 import logging
 import threading
@@ -38,8 +37,7 @@ from ...config import Settings
 from ...heap import return_freed_memory
 from ..hub import ModelDownloadError, download
 from ...text.markdown import has_speech, split_sentences
-from ...threads import set_own_threads
-from . import alignment, frames, internals
+from . import alignment, frames, internals, pipeline
 from ..base import (Capabilities, Engine, NothingToSayError, SlotOutput, SynthesisRequest, UnknownVoiceError,
                    is_speaker_embedding, output_for)
 
@@ -49,8 +47,6 @@ PACKAGE_LANGUAGES = {"en": "english", "fr": "french", "de": "german", "it": "ita
                      "pt": "portuguese", "es": "spanish", "nl": "dutch"}
 VOICE_FILES = (".wav", ".mp3", ".flac", ".ogg")
 STATE_FILES = (".safetensors",)
-# Most frames the Mimi decoder turns into audio at once for one request (320 ms).
-DECODE_CHUNK_FRAMES = 4
 
 
 @dataclass
@@ -92,16 +88,6 @@ class _Piece:
     attention: object = None  # the last step's attention over its tokens
     heard: list = field(default_factory=list)  # the attention of each undecoded latent
 
-    @property
-    def due(self) -> bool:
-        """Whether its latents are decoded this step: first frame at once, then in growing chunks.
-
-        The Mimi decoder costs half as much per frame when it decodes four at once, but a listener
-        must never run out: a chunk is at most as long as the audio already sent.
-        """
-        return bool(self.undecoded) and (
-            self.ended or len(self.undecoded) >= min(DECODE_CHUNK_FRAMES, max(1, self.decoded)))
-
 
 @dataclass(eq=False)  # found in the active list by identity: its fields hold tensors
 class _Active:
@@ -115,7 +101,7 @@ class PocketEngine(Engine):
     provider = "Kyutai Pocket TTS"
     kind = "pocket"
     aliases = ("pocket-tts",)
-    steps_per_cycle = DECODE_CHUNK_FRAMES
+    steps_per_cycle = pipeline.DECODE_CHUNK_FRAMES
     capabilities = Capabilities(voice_cloning=True)
 
     def __init__(self, settings: Settings, language: str):
@@ -132,9 +118,9 @@ class PocketEngine(Engine):
         self._voice_states: dict[str, object] = {}
         self._broken_voices: set[str] = set()
         self._active: collections.deque[_Active] = collections.deque()
-        self._decoder: concurrent.futures.ThreadPoolExecutor | None = None  # see `_decoder_thread`
-        self._decoding: concurrent.futures.Future | None = None  # the chunk the decoder thread is on
-        self._own_threads: int | None = None  # the worker's torch threads for a batch (`_threads_for`)
+        # Decodes the rows' frames, beside the flow model for a row alone.
+        self._decode = pipeline.DecodePipeline(self._active, language, self.sample_rate, self.device,
+                                               lambda: (self._model, self._streaming))
         self._voice_dir = Path(settings.voice_dir).expanduser() if settings.voice_dir else None
         self.library = None  # the service's VoiceLibrary (voice_library.py): voices made while it runs
         self._word_heads: tuple = ()  # layer:head pairs whose attention times the words
@@ -386,7 +372,7 @@ class PocketEngine(Engine):
         self._active.append(_Active(job, collections.deque(prepared.sentences)))
 
     def release(self, job) -> None:
-        self._decoded_in_flight()  # its Mimi state and cache slot are in use until then
+        self._decode.settle()  # its Mimi state and cache slot are in use until then
         for entry in list(self._active):
             if entry.job is job:
                 self._active.remove(entry)
@@ -395,11 +381,8 @@ class PocketEngine(Engine):
     def _keep_rows(self) -> None:
         """Give back the cache slots of pieces that ended or left (all of them once idle), and the
         decoder thread once idle: no thread is kept for nothing."""
-        if not self._active and self._decoder is not None:
-            self._decoded_in_flight()
-            self._decoding = None
-            self._decoder.shutdown(wait=False)
-            self._decoder = None
+        if not self._active:
+            self._decode.close()
         if self._streaming is not None:
             frames.keep_rows(self._streaming, [entry.piece for entry in self._active if entry.piece is not None])
 
@@ -417,28 +400,15 @@ class PocketEngine(Engine):
         # The flow model and then the Mimi decoder, both in this thread with every core's torch
         # threads. (The package overlaps them in two Python threads of one torch thread each; with
         # a batch, that was slower here: the two threads queue for the GIL between ops.) A row
-        # alone is pipelined (`_pipelined`).
+        # alone is pipelined (`pipeline.DecodePipeline.pipelined`).
         with torch.no_grad():
             rows = [entry for entry in list(self._active) if self._ready(entry)]
-            pipelined = self._pipelined()
-            self._threads_for(pipelined)
-            if self._decoding is not None:
-                # The decoder thread's last chunk: taken when done, waited for when more is due,
-                # when there is no frame to make meanwhile, or when the rows are now a batch.
-                if self._decoding.done() or not rows or not pipelined or self._any_due():
-                    self._push_decoded(self._decoding.result(), outputs)
-                    self._decoding = None
-            if pipelined and self._decoding is None:
-                taken = self._take_due()
-                if taken:
-                    self._decoding = self._decoder_thread().submit(self._decode_taken, taken)
+            pipelined = self._decode.before_flow(bool(rows), outputs)
             if rows:
                 latents, eos = self._flow_frames([entry.piece for entry in rows])
                 for index, entry in enumerate(rows):
                     self._after_flow(entry.piece, latents[index:index + 1], bool(eos[index]))
-            if not pipelined or self._decoding is None and self._first_frame_due():
-                # A batch decodes here; so does a row's first frame, heard at once rather than a step later.
-                self._push_decoded(self._decode_taken(self._take_due()), outputs)
+            self._decode.after_flow(pipelined, outputs)
             self._finish_words(outputs)
             for entry in list(self._active):
                 if self._spoken(entry.piece) and not entry.sentences:
@@ -451,116 +421,6 @@ class PocketEngine(Engine):
     def _spoken(piece: _Piece | None) -> bool:
         """No piece, or one that ended and whose every frame is audio that was handed out."""
         return piece is None or piece.ended and not piece.undecoded and not piece.decoding
-
-    def _first_frame_due(self) -> bool:
-        return any(entry.piece is not None and entry.piece.undecoded and not entry.piece.decoded
-                   for entry in self._active)
-
-    def _any_due(self) -> bool:
-        return any(entry.piece is not None and entry.piece.due for entry in self._active)
-
-    def _pipelined(self) -> bool:
-        """Whether this step decodes the frames of earlier steps in a second thread while the flow
-        model makes the next one, as the package's own generator does: for a row alone on a CPU.
-
-        Alone, most of a step's operations are too small for two torch threads to share, so the
-        two halves overlap better than they split: 1.15 to 1.2 times the audio per second on two
-        cores (the first audio one step later). With more rows the batch uses the cores better
-        and the two threads only queue for the GIL (4.0 against 4.7 audio s per s with two rows).
-        """
-        return len(self._active) == 1 and self.device == "cpu" and self._torch_threads() > 1
-
-    def _torch_threads(self) -> int:
-        """This worker's torch threads when it runs a batch."""
-        import torch
-
-        return self._own_threads or torch.get_num_threads()
-
-    def _decoder_thread(self):
-        """The thread that decodes while the flow model steps: one torch thread of its own."""
-        if self._decoder is None:
-            self._decoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"tts-decoder-{self.language}")
-            self._decoder.submit(set_own_threads, 1).result()
-        return self._decoder
-
-    def _threads_for(self, pipelined: bool) -> None:
-        """One torch thread for the flow model while the decoder thread has the other core (an
-        operation's helper waiting for a busy core costs more than it gives); all of them for a batch."""
-        import torch
-
-        if self._own_threads is None:
-            self._own_threads = torch.get_num_threads()
-        want = 1 if pipelined else self._own_threads
-        if torch.get_num_threads() != want:
-            set_own_threads(want)
-
-    def _take_due(self) -> list:
-        """The frames due for decoding, grouped by how many each row has waiting, taken off the rows.
-
-        Decoding every row when one is due keeps the rows in step, so that they share one batch
-        (rows with the same number of frames waiting; a request's first frame goes first)."""
-        import torch
-
-        waiting = [entry for entry in self._active if entry.piece is not None and entry.piece.undecoded]
-        if not any(entry.piece.due for entry in waiting):
-            return []
-        by_count: dict[int, list[_Active]] = collections.defaultdict(list)
-        for entry in waiting:
-            by_count[len(entry.piece.undecoded)].append(entry)
-        taken = []
-        for count in sorted(by_count):
-            entries = by_count[count]
-            pieces = [entry.piece for entry in entries]
-            latents = torch.cat([torch.cat(piece.undecoded, 1) for piece in pieces], 0)
-            heard = [piece.heard for piece in pieces]
-            for piece in pieces:
-                piece.undecoded, piece.heard = [], []
-                piece.decoded += count
-                piece.decoding = True
-            taken.append((entries, pieces, latents, heard))
-        return taken
-
-    def _decode_taken(self, taken: list) -> list:
-        """Audio for what `_take_due` took (in this thread or the decoder's); touches only Mimi's states."""
-        import torch
-
-        with torch.no_grad():
-            return [(entries, self._decode_rows(pieces, latents), heard) for entries, pieces, latents, heard in taken]
-
-    def _decoded_in_flight(self) -> None:
-        """Wait for the decoder thread's chunk and keep it for the next step (before slots are freed)."""
-        if self._decoding is not None:
-            decoding, self._decoding = self._decoding, None
-            try:
-                result = decoding.result()
-            except Exception as exc:  # its rows' audio is lost; the rows end at their next step
-                logger.error("the Pocket TTS decoder thread failed (%s): %s", self.language, exc, exc_info=exc)
-                result = []
-            done = concurrent.futures.Future()
-            done.set_result(result)
-            self._decoding = done
-
-    def _push_decoded(self, decoded: list, outputs: dict) -> None:
-        """Each row's audio, and the words its frames closed, into its output."""
-        for entries, pcms, heard in decoded:
-            for entry, pcm, attention in zip(entries, pcms, heard):
-                if entry.piece is not None:
-                    entry.piece.decoding = False
-                if entry not in self._active:
-                    continue  # it left while its frames were decoded
-                output = output_for(outputs, entry.job)
-                output.audio = np.clip(pcm, -1.0, 1.0)
-                entry.samples += len(pcm)
-                if entry.piece.words is not None:
-                    output.words += self._words_heard(entry, pcm, attention)
-
-    def _words_heard(self, entry: _Active, pcm: np.ndarray, attention: list) -> list:
-        """The words these frames closed (`pocket_alignment`); all the rest once the piece has ended."""
-        words = entry.piece.words
-        closed = []
-        for frame, heard in zip(np.array_split(pcm, len(attention)), attention):
-            closed += words.hear(heard.float().cpu().numpy(), frame)
-        return closed
 
     def _finish_words(self, outputs: dict) -> None:
         """A piece that has ended gives its open and unreached words their times."""
@@ -631,22 +491,6 @@ class PocketEngine(Engine):
         for index, piece in enumerate(pieces):
             piece.attention = heard.sums[index] if heard is not None else None
         return result
-
-    def _decode_rows(self, pieces: list[_Piece], latents) -> list[np.ndarray]:
-        """PCM for each piece's frames ([rows, frames, dim]), decoded in one batch."""
-        import torch
-
-        rows = frames.decode_rows(self._model, self._streaming, latents, [piece.mimi_state for piece in pieces])
-        pcm = []
-        for piece, row in zip(pieces, rows):
-            if not piece.faded:
-                # The package fades the first 5 ms of every chunk in: a fresh decoder state clicks.
-                fade = torch.linspace(0, 1, self.sample_rate // 200)
-                n = min(fade.numel(), row.shape[-1])
-                row[..., :n] *= fade[:n].to(row)
-                piece.faded = True
-            pcm.append(row[0, 0].detach().cpu().numpy().astype(np.float32, copy=False))
-        return pcm
 
     # -- one sentence per step (other pocket-tts versions) ---------------------------------
     def _step_sentence(self) -> list[SlotOutput] | None:
