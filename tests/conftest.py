@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from helpers import ROOT, dsm_only, running_app, serve, started, wait_ready  # noqa: F401 (ROOT: sys.path)
+from helpers import ROOT, dsm_only, running_app, served, started, wait_ready  # noqa: F401 (ROOT: sys.path)
 from tts_service import create_app
 from tts_service.config import Settings
 
@@ -85,16 +86,11 @@ def client(dsm_app):
 @pytest.fixture
 def live(make_app):
     """Start an app with overrides on a real socket; yields start(**overrides) -> (base_url, app)."""
-    servers = []
+    with contextlib.ExitStack() as stack:
+        def start(**overrides):
+            app = make_app(**overrides)
+            return stack.enter_context(served(app)), app
 
-    def start(**overrides):
-        app = make_app(**overrides)
-        base, server = serve(app)
-        servers.append(server)
-        return base, app
-
-    yield start
-    for server in servers:
-        server.shutdown()
+        yield start
 
 

@@ -45,14 +45,21 @@ def wait_ready(client, timeout: float = 120.0) -> dict:
     raise AssertionError("service did not finish loading")
 
 
-def wait_until(check, timeout: float, step: float = 0.02) -> bool:
-    """Whether `check()` came true within `timeout` seconds, asked every `step`."""
+def wait_until(check, timeout: float, step: float = 0.02, message=None) -> bool:
+    """Whether `check()` came true within `timeout` seconds, asked every `step`.
+
+    With a `message` (a string, or a callable that returns one when the time is up, to say what was
+    seen), a check that never came true raises AssertionError with it instead of returning False."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return True
         time.sleep(step)
-    return check()
+    if check():
+        return True
+    if message is not None:
+        raise AssertionError(message() if callable(message) else message)
+    return False
 
 
 @contextlib.contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import CHROMIUM, ROOT, decode_audio, rms, running_app, serve
+from helpers import CHROMIUM, ROOT, decode_audio, rms, running_app, served
 ARTIFACTS = ROOT / "test-artifacts"
 
 # Record what the page plays and what it asks the browser's own voice to say (headless Chromium
@@ -38,10 +38,8 @@ speechSynthesis.cancel = function () { window.__cancelled += 1; };
 def service(tiny_env, tmp_path_factory):
     with running_app({**tiny_env, "TTS_ROUTES": "en=dsm,es=pocket", "TTS_POCKET_LANGUAGES": "es",
                       "TTS_DEFAULT_LANGUAGE": "es", "TTS_MAX_AUDIO_SECONDS": "4",
-                      "TTS_JOB_STORE": str(tmp_path_factory.mktemp("jobs"))}) as app:
-        base, server = serve(app)
-        yield base, server
-        server.shutdown()
+                      "TTS_JOB_STORE": str(tmp_path_factory.mktemp("jobs"))}) as app, served(app) as base:
+        yield base, app
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import soundfile as sf
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from helpers import json_session, rms, running_app, serve, until_closed
+from helpers import json_session, rms, running_app, served, until_closed
 
 TABLE = "| Producto | Precio | Stock |\n|---|---|---|\n" + "".join(
     f"| Artículo {i} | {i},50 € | {i * 3} |\n" for i in range(1, 200))
@@ -59,10 +59,8 @@ def live_both(tiny_env):
     """Both engines on a real socket, audio capped short so that long texts stay quick."""
     env = {**tiny_env, "TTS_ROUTES": "en=dsm", "TTS_POCKET_LANGUAGES": "es", "TTS_MAX_AUDIO_SECONDS": "4",
            "TTS_RATE_LIMIT": "", "TTS_CACHE_BYTES": "0"}
-    with running_app(env) as app:
-        base, server = serve(app)
+    with running_app(env) as app, served(app) as base:
         yield base, app
-        server.shutdown()
 
 
 def decode_audio(data: bytes) -> tuple[np.ndarray, int]:

@@ -18,7 +18,7 @@ import requests
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from helpers import dsm_only, free_port, rms, running_app, serve, wait_until
+from helpers import dsm_only, free_port, rms, running_app, served, wait_until
 from test_custom_voices import SAMPLE
 from tts_service.text.written import display
 from surfaces import (SURFACES, JsonWebSocket, KyutaiPost, KyutaiWebSocket, OpenAI, Tts, TtsStream, Verdict,
@@ -88,9 +88,8 @@ def both_engines(tiny_env, tmp_path_factory):
         made = app.test_client().post("/v1/audio/voices", content_type="multipart/form-data", data={
             "name": CUSTOM_VOICE, "audio_sample": (io.BytesIO(SAMPLE), "sample.wav")})
         assert made.status_code == 200, made.get_json()
-        base, server = serve(app)
-        yield base, app
-        server.shutdown()
+        with served(app) as base:
+            yield base, app
 
 
 @pytest.mark.parametrize("language", ["en", "es"], ids=["DSM", "Pocket TTS"])
@@ -173,12 +172,11 @@ def loading_app(make_app, monkeypatch):
 
     monkeypatch.setattr(DsmEngine, "_load", slow_load)
     app = make_app(wait=False, wyoming_port=free_port(), wyoming_host="127.0.0.1", rate_limit="")
-    base, server = serve(app)
-    try:
-        yield base, app
-    finally:
-        release.set()
-        server.shutdown()
+    with served(app) as base:
+        try:
+            yield base, app
+        finally:
+            release.set()
 
 
 def test_an_engine_still_loading_is_unavailable_everywhere(loading_app):
@@ -197,10 +195,8 @@ def test_an_engine_still_loading_is_unavailable_everywhere(loading_app):
 def long_answers(tiny_env):
     env = {**dsm_only(tiny_env), "TTS_WYOMING_PORT": str(free_port()), "TTS_WYOMING_HOST": "127.0.0.1",
            "TTS_MAX_AUDIO_SECONDS": "120", "TTS_RATE_LIMIT": ""}
-    with running_app(env) as app:
-        base, server = serve(app)
+    with running_app(env) as app, served(app) as base:
         yield base, app
-        server.shutdown()
 
 
 @pytest.mark.parametrize("surface", SURFACES, ids=[s.name for s in SURFACES])

@@ -18,7 +18,7 @@ import requests
 import soundfile as sf
 from safetensors import safe_open
 
-from helpers import free_port, rms, running_app, serve, served
+from helpers import free_port, rms, running_app, served
 
 RATE = 24000
 TEXT = "Hola, esto es una prueba de una voz nueva. Y esta es la segunda frase, un poco más larga."
@@ -71,12 +71,11 @@ def stored_folders(store: Path) -> set[str]:
 def voices(tiny_env, tmp_path_factory):
     """A served app with one voice made already; the byte limit small enough to test cheaply."""
     store = tmp_path_factory.mktemp("voices")
-    with running_app(voice_env(tiny_env, store, TTS_VOICE_MAX_BYTES=str(2 * 1024 * 1024))) as app:
-        base, server = serve(app)
+    with running_app(voice_env(tiny_env, store, TTS_VOICE_MAX_BYTES=str(2 * 1024 * 1024))) as app, \
+            served(app) as base:
         response = upload(base, "existing")
         assert response.status_code == 200, response.text
         yield base, app, store
-        server.shutdown()
 
 
 def test_a_created_voice_is_the_state_export_voice_writes(tiny_env, tmp_path):

@@ -14,7 +14,7 @@ import time
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from helpers import running_app, serve, until_closed
+from helpers import running_app, served, until_closed
 
 from tts_service.speech.clauses import FIRST_CLAUSE_MIN_WORDS, first_clause_end
 
@@ -28,10 +28,9 @@ SENTENCE = "Ya te lo dije a ti, es así."
 def pocket(tiny_env):
     """Spanish on the tiny Pocket TTS model, no DSM; clauses end only where the text says."""
     env = {**tiny_env, "TTS_POCKET_LANGUAGES": "es", "TTS_DEFAULT_LANGUAGE": "es"}
-    with running_app(env, rate_limit="", cache_bytes=0, session_clause_pause=600.0, ws_idle_timeout=120) as app:
-        base, server = serve(app)
+    with running_app(env, rate_limit="", cache_bytes=0, session_clause_pause=600.0, ws_idle_timeout=120) as app, \
+            served(app) as base:
         yield base.replace("http://", "ws://") + "/ws/tts?language=es"
-        server.shutdown()
 
 
 def connect(url: str):
@@ -141,19 +140,15 @@ def test_a_clause_spoken_after_the_clause_pause_is_the_first(make_app, tiny_env)
     """Words cut short by the clause pause were the first clause: the next sentence keeps its commas."""
     env = {**tiny_env, "TTS_POCKET_LANGUAGES": "es", "TTS_DEFAULT_LANGUAGE": "es"}
     app = make_app(env, rate_limit="", cache_bytes=0, session_clause_pause=0.3)
-    base, server = serve(app)
     words = SENTENCE.split()
-    try:
-        with connect(base.replace("http://", "ws://") + "/ws/tts?language=es") as ws:
-            assert json.loads(ws.recv(timeout=30))["type"] == "ready"
-            send_words(ws, ["Bueno"])
-            early = receive_until(ws, lambda got: len(words_of(got)) == 1)  # spoken after the pause
-            ws.send(json.dumps({"type": "text", "text": " ".join(words[:-1]) + " "}))  # past the comma
-            ws.send(json.dumps({"type": "text", "text": words[-1]}))
-            ws.send(json.dumps({"type": "end"}))
-            messages = early + until_closed(ws)
-    finally:
-        server.shutdown()
+    with served(app) as base, connect(base.replace("http://", "ws://") + "/ws/tts?language=es") as ws:
+        assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+        send_words(ws, ["Bueno"])
+        early = receive_until(ws, lambda got: len(words_of(got)) == 1)  # spoken after the pause
+        ws.send(json.dumps({"type": "text", "text": " ".join(words[:-1]) + " "}))  # past the comma
+        ws.send(json.dumps({"type": "text", "text": words[-1]}))
+        ws.send(json.dumps({"type": "end"}))
+        messages = early + until_closed(ws)
     assert pieces(messages) == [["Bueno"], words]
     assert_whole_session(messages, ["Bueno"] + words)
 

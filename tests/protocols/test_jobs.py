@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from helpers import ROOT, decode_audio, free_port, rms, running_app, serve, wait_until
+from helpers import ROOT, decode_audio, free_port, rms, running_app, served, wait_until
 from tts_service.jobs import audio as joined
 from tts_service.jobs.plan import plan
 from tts_service.jobs.store import JobStore
@@ -33,12 +33,8 @@ def pocket_env(tiny_env, store, **extra) -> dict[str, str]:
 def jobs_server(tiny_env, tmp_path_factory):
     """One service with jobs on, on a real socket: (base_url, app)."""
     store = tmp_path_factory.mktemp("jobs")
-    with running_app(pocket_env(tiny_env, store)) as app:
-        base, server = serve(app)
-        try:
-            yield base, app
-        finally:
-            server.shutdown()
+    with running_app(pocket_env(tiny_env, store)) as app, served(app) as base:
+        yield base, app
 
 
 def runner_of(app):

@@ -21,7 +21,7 @@ import soundfile as sf
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from helpers import decode_wav, dsm_only, rms, running_app, serve, until_closed
+from helpers import decode_wav, dsm_only, rms, running_app, served, until_closed, wait_until
 
 def connect(url: str, **options):
     """A client that keeps reading (and so answering pings) while the test is busy sending, as a
@@ -39,10 +39,8 @@ FRAME = 1920
 def dsm_server(tiny_env):
     """DSM with two slots: one may go to sessions, one stays for HTTP requests."""
     with running_app(dsm_only(tiny_env), api_key=KEY, max_batch_size=2, rate_limit="",
-                     cache_bytes=0, ws_idle_timeout=120) as app:
-        base, server = serve(app)
+                     cache_bytes=0, ws_idle_timeout=120) as app, served(app) as base:
         yield base, app
-        server.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +49,8 @@ def cpu_server(tiny_env):
     env = {**tiny_env, "TTS_POCKET_LANGUAGES": "es,en", "TTS_DEFAULT_LANGUAGE": "es"}
     with running_app(env, rate_limit="", cache_bytes=0, session_clause_pause=0.3) as app:
         assert all(route.key != "dsm" for route in app.extensions["tts_service"].router.routes.values())
-        base, server = serve(app)
-        yield base, app
-        server.shutdown()
+        with served(app) as base:
+            yield base, app
 
 
 def ws_url(base: str, query: str = "") -> str:
@@ -91,10 +88,8 @@ def decode_ogg(data: bytes) -> tuple[np.ndarray, int]:
 
 def wait_free(app, timeout: float = 30) -> None:
     slots = app.extensions["tts_service"].slots
-    deadline = time.monotonic() + timeout
-    while slots is not None and any(slots.used(k) for k in app.extensions["tts_service"].router.schedulers) \
-            and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: slots is None or not any(slots.used(k) for k in app.extensions["tts_service"].router.schedulers),
+               timeout, step=0.05)
 
 
 def longest_silence(pcm: np.ndarray, threshold: float = 1e-4) -> float:

@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-
 import openai
 import pytest
-from werkzeug.serving import make_server
 
-from helpers import decode_audio, rms
+from helpers import decode_audio, dsm_only, rms, running_app, served
 
 
 @pytest.fixture(scope="module")
 def openai_client(tiny_env):
-    from helpers import dsm_only, wait_ready
-    from tts_service import create_app
-    from tts_service.config import Settings
-
-    app = create_app(Settings.from_env({**dsm_only(tiny_env), "TTS_ROUTES": "en=dsm,es=pocket",
-                                        "TTS_POCKET_LANGUAGES": "es", "TTS_DEFAULT_LANGUAGE": "es"}))
-    app.extensions["tts_service"].start()
-    wait_ready(app.test_client())
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.server_port}/v1", api_key="not-needed",
-                           max_retries=0, timeout=120)
-    yield client
-    server.shutdown()
-    app.extensions["tts_service"].stop(timeout=30)
+    with running_app({**dsm_only(tiny_env), "TTS_ROUTES": "en=dsm,es=pocket", "TTS_POCKET_LANGUAGES": "es",
+                      "TTS_DEFAULT_LANGUAGE": "es"}) as app, served(app) as base:
+        yield openai.OpenAI(base_url=f"{base}/v1", api_key="not-needed", max_retries=0, timeout=120)
 
 
 decode = decode_audio

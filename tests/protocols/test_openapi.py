@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from werkzeug.serving import make_server
 
-from helpers import dsm_only
+from helpers import dsm_only, running_app, served
 
 
 @pytest.fixture(scope="module")
 def live_url(tiny_env):
-    from tts_service import create_app
-    from tts_service.config import Settings
-
-    from helpers import wait_ready
-
     # Short texts and short audio keep each fuzzed request fast on the tiny model.
-    app = create_app(Settings.from_env(dsm_only(tiny_env), max_chars=120, max_audio_seconds=2.0,
-                                       rate_limit="", request_timeout=60.0))
-    app.extensions["tts_service"].start()
-    wait_ready(app.test_client())
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    app.extensions["tts_service"].stop(timeout=30)
+    with running_app(dsm_only(tiny_env), max_chars=120, max_audio_seconds=2.0, rate_limit="",
+                     request_timeout=60.0) as app, served(app) as base:
+        yield base
 
 
 def test_spec_describes_every_route(live_url):

@@ -12,7 +12,7 @@ import pytest
 import requests
 import soundfile as sf
 
-from helpers import decode_wav, rms
+from helpers import decode_wav, rms, wait_until
 
 LONG = ("Speech synthesis turns written words into sound, one frame at a time, "
         "and a listener hears the first words while the rest is still being generated.")
@@ -79,10 +79,8 @@ def test_disconnecting_client_frees_its_slot(live):
     with requests.post(f"{base}/tts/stream", json={"text": LONG * 3, "language": "en"},
                        stream=True, timeout=60) as response:
         next(response.iter_content(chunk_size=4096))
-    deadline = time.monotonic() + 20
-    while scheduler.active and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert scheduler.active == 0
+    wait_until(lambda: scheduler.active == 0, 20, step=0.05,
+               message=lambda: f"{scheduler.active} jobs still active 20 s after the client left")
     assert scheduler.stats.cancelled >= 1
     again = requests.post(f"{base}/tts", json={"text": "Still here.", "language": "en"}, timeout=60)
     assert again.status_code == 200
@@ -152,8 +150,6 @@ def test_mixed_concurrent_clients_each_get_their_own_audio(live):
         assert rms(audio) > 1e-3
         assert abs(len(audio) - len(expected)) <= 0.15 * len(expected), (name, len(audio), len(expected))
     scheduler = app.extensions["tts_service"].router.schedulers["dsm"]
-    deadline = time.monotonic() + 20
-    while scheduler.active and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert scheduler.active == 0
+    wait_until(lambda: scheduler.active == 0, 20, step=0.05,
+               message=lambda: f"{scheduler.active} jobs still active 20 s after every client was answered")
     assert requests.post(f"{base}/tts", json={"text": "Worker alive.", "language": "en"}, timeout=60).ok

@@ -16,7 +16,7 @@ import pytest
 import requests
 from websockets.sync.client import connect
 
-from helpers import decode_audio, dsm_only, json_session, rms, running_app, serve, until_closed
+from helpers import decode_audio, dsm_only, json_session, rms, running_app, served, until_closed
 
 FORMATS = ["wav", "pcm", "ulaw", "alaw", "mp3", "opus", "aac", "flac"]
 LONG = ("Hola, esta es una respuesta larga del asistente. Tiene varias frases para que la voz dure unos "
@@ -28,10 +28,8 @@ def base(tiny_env):
     """Spanish on the tiny Pocket TTS model, English on tiny DSM."""
     env = {**dsm_only(tiny_env), "TTS_ROUTES": "en=dsm,es=pocket", "TTS_POCKET_LANGUAGES": "es",
            "TTS_DEFAULT_LANGUAGE": "es"}
-    with running_app(env) as app:
-        url, server = serve(app)
+    with running_app(env) as app, served(app) as url:
         yield url
-        server.shutdown()
 
 
 def expected_rate(fmt: str, asked: int | None) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import ROOT, dsm_only, rms, running_app, serve
+from helpers import ROOT, dsm_only, rms, running_app, served
 
 AGENTS_PYTHON = ROOT / ".venv-agents" / "bin" / "python"
 SCRIPTS = Path(__file__).parent / "agents"
@@ -38,10 +38,8 @@ def base(tiny_env):
     """Spanish (the default language, which OpenAI's voice names leave in place) on tiny Pocket TTS."""
     env = {**dsm_only(tiny_env), "TTS_ROUTES": "en=dsm,es=pocket", "TTS_POCKET_LANGUAGES": "es",
            "TTS_DEFAULT_LANGUAGE": "es", "TTS_CACHE_BYTES": "0"}
-    with running_app(env) as app:
-        url, server = serve(app)
+    with running_app(env) as app, served(app) as url:
         yield url
-        server.shutdown()
 
 
 def run_client(tmp_path: Path, script: str, *args: str) -> tuple[list[dict], np.ndarray]:

@@ -21,7 +21,7 @@ import requests
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from helpers import decode_wav, dsm_only, json_session, rms, running_app, serve, until_closed
+from helpers import decode_wav, dsm_only, json_session, rms, running_app, served, until_closed, wait_until
 
 def connect(url: str, **options):
     """A client that keeps reading (and so answering pings) while the test is busy sending, as a
@@ -39,10 +39,8 @@ def server(tiny_env):
     pings every 2 s and an idle close after 3 s."""
     with running_app(dsm_only(tiny_env), max_batch_size=4, max_body_bytes=65536, session_max_chars=300,
                      ws_ping_interval=2.0, ws_idle_timeout=3.0, rate_limit="",
-                     cache_bytes=0) as app:
-        base, http = serve(app)
+                     cache_bytes=0) as app, served(app) as base:
         yield base.replace("http://", "ws://"), base, app
-        http.shutdown()
 
 
 def receive_all(ws, timeout=180):
@@ -71,9 +69,7 @@ def assert_full_audio(messages: list[dict], words: list[str]) -> None:
 def wait_idle(app, timeout: float = 30) -> None:
     scheduler = app.extensions["tts_service"].router.schedulers["dsm"]
     slots = app.extensions["tts_service"].slots
-    deadline = time.monotonic() + timeout
-    while (scheduler.active or (slots is not None and slots.used("dsm"))) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not (scheduler.active or (slots is not None and slots.used("dsm"))), timeout, step=0.05)
     assert scheduler.active == 0, "a slot stayed stuck"
 
 
@@ -168,13 +164,10 @@ def test_disconnect_mid_stream_frees_the_slot(server):
 
 def test_a_slow_llm_is_not_cut_by_the_request_timeout(tiny_env):
     """Words over 9 s against a 4 s request timeout: a session's job times out only when idle."""
-    with running_app(dsm_only(tiny_env), request_timeout=4.0, rate_limit="", cache_bytes=0) as app:
-        base, http = serve(app)
-        try:
-            words = "One two three four five six seven eight nine .".split()
-            assert_full_audio(kyutai(base.replace("http://", "ws://"), words, pause=1.0), words)
-        finally:
-            http.shutdown()
+    with running_app(dsm_only(tiny_env), request_timeout=4.0, rate_limit="", cache_bytes=0) as app, \
+            served(app) as base:
+        words = "One two three four five six seven eight nine .".split()
+        assert_full_audio(kyutai(base.replace("http://", "ws://"), words, pause=1.0), words)
 
 
 # -- the JSON variant --------------------------------------------------------------------------
@@ -206,16 +199,12 @@ def test_json_variant_refusals_are_in_protocol(server, query, error):
 
 
 def test_json_variant_key_error_is_in_protocol(tiny_env):
-    with running_app(dsm_only(tiny_env), api_key="k3y", rate_limit="") as app:
-        base, http = serve(app)
-        try:
-            with connect(base.replace("http://", "ws://") + "/ws/tts?language=en&api_key=wrong") as ws:
-                message = json.loads(ws.recv(timeout=30))
-            assert message["type"] == "error" and "API key" in message["message"]
-            with connect(base.replace("http://", "ws://") + "/ws/tts?language=en&api_key=k3y") as ws:
-                assert json.loads(ws.recv(timeout=30))["type"] == "ready"
-        finally:
-            http.shutdown()
+    with running_app(dsm_only(tiny_env), api_key="k3y", rate_limit="") as app, served(app) as base:
+        with connect(base.replace("http://", "ws://") + "/ws/tts?language=en&api_key=wrong") as ws:
+            message = json.loads(ws.recv(timeout=30))
+        assert message["type"] == "error" and "API key" in message["message"]
+        with connect(base.replace("http://", "ws://") + "/ws/tts?language=en&api_key=k3y") as ws:
+            assert json.loads(ws.recv(timeout=30))["type"] == "ready"
 
 
 # -- limits, each with a neighbour that must still get its full audio ---------------------------

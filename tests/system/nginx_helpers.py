@@ -19,13 +19,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
-from helpers import ROOT, dsm_only, free_port
+from helpers import ROOT, dsm_only, free_port, wait_until
 
 DEPLOY = ROOT / "deploy" / "nginx"
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/sbin/nginx") if os.path.exists(p)), None)
@@ -33,17 +32,19 @@ SHIPPED_SERVERS = ("127.0.0.1:5010", "127.0.0.1:5011")
 
 
 def wait_for(check, timeout: float, what: str, process: subprocess.Popen | None = None):
-    """Poll check() until it returns something true; fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Poll check() until it returns something true, and return that; fail naming what never happened."""
+    result = None
+
+    def done():
+        nonlocal result
         if process is not None and process.poll() is not None:
             raise AssertionError(f"{what}: the process exited with {process.returncode}")
         with contextlib.suppress(OSError, requests.RequestException):
             result = check()
-            if result:
-                return result
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s")
+        return result
+
+    wait_until(done, timeout, step=0.1, message=f"{what}: not within {timeout:.0f} s")
+    return result
 
 
 def _replace(text: str, old: str, new: str) -> str:

@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import pytest
 import requests
 from websockets.sync.client import connect
 
-from helpers import ROOT, decode_wav, free_port, json_session, rms, until_closed
+from helpers import ROOT, decode_wav, free_port, json_session, rms, until_closed, wait_until
 from container_image import (HOST_PIP, IMAGE, build_base, build_image, host_pip_values, image_inspect,
                              missing_tools, pip_settings_for_build)
 
@@ -152,17 +151,23 @@ def start_container(tmp: Path, settings: dict[str, str], tiny_models: bool) -> C
 
 def wait_health(container: Container, status: str, timeout: float = 300) -> dict:
     """Poll /health until it reports `status`; the body."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    answer = None
+
+    def reported() -> bool:
+        nonlocal answer
         assert container.process.poll() is None, f"the container exited:\n{container.log.read_text()[-4000:]}"
         container.pid = container.pid or (container.find_master() or 0)
         with contextlib.suppress(requests.RequestException, ValueError):
             body = requests.get(f"{container.base}/health", timeout=5).json()
             if body["status"] == status:
                 assert container.pid, "gunicorn's master was not found under buildah run"
-                return body
-        time.sleep(0.5)
-    raise AssertionError(f"/health never said {status!r}:\n{container.log.read_text()[-4000:]}")
+                answer = body
+                return True
+        return False
+
+    wait_until(reported, timeout, step=0.5,
+               message=lambda: f"/health never said {status!r}:\n{container.log.read_text()[-4000:]}")
+    return answer
 
 
 @contextlib.contextmanager
@@ -293,15 +298,14 @@ def test_sigterm_lets_a_stream_in_flight_finish_then_exits_cleanly(service):
         received = [next(chunks)]
         os.kill(service.pid, signal.SIGTERM)
         # New requests are no longer served: refused, or left unanswered until gunicorn closes.
-        refused = False
-        for _ in range(100):
+        def refused() -> bool:
             try:
                 requests.get(f"{service.base}/health", timeout=2)
             except (requests.ConnectionError, requests.Timeout):
-                refused = True
-                break
-            time.sleep(0.1)
-        assert refused, "new requests were still served after SIGTERM"
+                return True
+            return False
+
+        wait_until(refused, 10, step=0.1, message="new requests were still served after SIGTERM")
         received += list(chunks)  # a stream cut short raises here (the chunked body never ends)
     audio = b"".join(received)
     assert audio[:4] == b"RIFF" and audio[8:12] == b"WAVE"

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import requests
 
-from helpers import ROOT, decode_wav, dsm_only, free_port, rms
+from helpers import ROOT, decode_wav, dsm_only, free_port, rms, wait_until
 
 
 def start_server(env: dict[str, str]) -> subprocess.Popen:
@@ -22,18 +21,19 @@ def test_tts_server_py_serves_health_and_tts(tiny_env):
     port = free_port()
     process = start_server(dsm_only(tiny_env) | {"PORT": str(port), "HOST": "127.0.0.1"})
     base = f"http://127.0.0.1:{port}"
+    health = None
+
+    def ready() -> bool:
+        nonlocal health
+        assert process.poll() is None, process.stdout.read()
+        try:
+            health = requests.get(f"{base}/health", timeout=2)
+        except requests.ConnectionError:
+            return False
+        return health.status_code == 200
+
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, process.stdout.read()
-            try:
-                health = requests.get(f"{base}/health", timeout=2)
-                if health.status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "server never became ready"
-            time.sleep(0.2)
+        wait_until(ready, 120, step=0.2, message="server never became ready")
         assert health.json()["status"] == "ok"
         response = requests.post(f"{base}/tts", json={"text": "Hello from a real socket.", "language": "en"},
                                  timeout=60)

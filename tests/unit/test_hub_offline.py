@@ -13,13 +13,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 from huggingface_hub import errors
 
-from helpers import ROOT, free_port
+from helpers import ROOT, free_port, wait_until
 from tts_service.engines.hub import ModelDownloadError, download
 
 # Both engines, each with its own download path (Pocket TTS's package, DSM's checkpoint info).
@@ -48,19 +47,21 @@ def test_first_start_without_network_says_hugging_face_cannot_be_reached(tmp_pat
         process = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py",
                                     "tts_server:create_app()"], cwd=ROOT, env=env, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
+    body = response = None
+
+    def failed_to_load() -> bool:
+        """The latest /health answer kept in `response` and `body`; whether every engine reported its error."""
+        nonlocal body, response
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            response = requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
+            body = response.json()
+        except requests.RequestException:
+            return False
+        return body["status"] == "error" and all(e.get("error") for e in body["engines"])
+
     try:
-        body = None
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text()[-3000:]
-            try:
-                response = requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
-                body = response.json()
-                if body["status"] == "error" and all(e.get("error") for e in body["engines"]):
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
+        wait_until(failed_to_load, 180, step=0.3)
         assert body and body["status"] == "error", f"no load failure reported: {body}\n{log.read_text()[-3000:]}"
         assert response.status_code == 503
         assert {e["provider"] for e in body["engines"]} == {"Kyutai Pocket TTS", "Kyutai DSM TTS"}

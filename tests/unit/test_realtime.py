@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from helpers import wait_until
 from test_scheduler import FakeEngine
 from tts_service.engines.base import SynthesisRequest
 from tts_service.scheduler.realtime import StepCost, headroom, room_for_one_more
@@ -99,8 +100,7 @@ def test_a_stream_goes_before_a_whole_text_that_came_first():
     try:
         engine.gate.clear()  # the one slot is taken while the other two queue
         first = scheduler.submit(SynthesisRequest(text="x", language="xx"))
-        while not engine.active:
-            pass
+        wait_until(lambda: bool(engine.active), 5, step=0.001, message="the first job never reached the engine")
         whole = scheduler.submit(SynthesisRequest(text="x", language="xx", listening=False))
         stream = scheduler.submit(SynthesisRequest(text="x", language="xx"))
         engine.gate.set()

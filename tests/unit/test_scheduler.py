@@ -111,8 +111,7 @@ def test_a_cancelled_job_leaves_its_slot_at_the_next_step():
     sched = scheduler(engine)
     try:
         job = sched.submit(request())
-        while not engine.active:
-            time.sleep(0.001)
+        wait_until(lambda: bool(engine.active), 5, step=0.001, message="the job never reached the engine")
         job.cancel()
         with pytest.raises(JobCancelled):
             job.result()
@@ -127,8 +126,7 @@ def test_a_full_queue_refuses_at_once():
     sched = scheduler(engine, max_queue=2)
     try:
         first = sched.submit(request())
-        while not engine.active:
-            time.sleep(0.001)
+        wait_until(lambda: bool(engine.active), 5, step=0.001, message="the job never reached the engine")
         sched.submit(request())
         sched.submit(request())
         with pytest.raises(QueueFullError):
