@@ -42,8 +42,6 @@ if [ -f tests/system/test_container.py ] && ! { command -v podman && command -v 
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq podman buildah mmdebstrap uidmap fuse-overlayfs
 fi
 export TTS_TORCH_COMPILE=off
-# As the service sets it (tts_service/__init__.py), for every process the tests start.
-export OMP_WAIT_POLICY=PASSIVE
 .venv/bin/python -m pytest "$@"
 if [ -d tests/js ]; then
     node --test tests/js/

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
-
-# OpenMP's helper threads wait for work without spinning. A spinning helper holds a core that
-# another process needs (a second replica, the tests' servers, whatever else shares a VM), and
-# every operation then waits for its slowest helper: the tiny DSM model's first answer took 77 to
-# 100 s beside two busy processes on two cores, 2.8 s with passive waits, and the same ~1.2 s
-# either way on a quiet machine. Read once, when torch loads: so before anything imports it.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from flask import Flask
 
