@@ -34,6 +34,7 @@ import sys
 import time
 
 from pocket_peers import MODELS, ROOT, build
+from realtime_capacity import best_times as timed_in_turns
 
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -43,16 +44,7 @@ FRAME_SECONDS = 0.08
 
 def best_times(runs: list, repeat: int = 7, number: int = 2) -> list[float]:
     """For each of `runs`, the fastest of `repeat` means over `number` calls, the runs taking turns."""
-    for run in runs:
-        run()
-    best = [float("inf")] * len(runs)
-    for _ in range(repeat):
-        for index, run in enumerate(runs):
-            start = time.perf_counter()
-            for _ in range(number):
-                run()
-            best[index] = min(best[index], (time.perf_counter() - start) / number)
-    return best
+    return timed_in_turns(runs, repeat=repeat, number=number)
 
 
 def matmul_run():
