@@ -65,7 +65,10 @@ def test_the_lit_word_follows_playback(page, streamed):
     assert len(lit) > 10, samples
     indices = [s["current"] for s in lit]
     assert indices == sorted(indices), "the highlight went back"
-    assert len(set(indices)) >= 2, "the highlight never moved on"
+    # It moves on to the last word started: not "two words seen lit", which under load hangs on
+    # catching a first word that the tiny model says in one 80 ms frame.
+    last_started = max(i for i, word in enumerate(words) if word["start"] <= lit[-1]["litAt"])
+    assert last_started >= 1 and indices[-1] == last_started, "the highlight never moved on"
     for sample in lit:
         # The lit word is the last one started by the clock reading the page lit by...
         index, at = sample["current"], sample["litAt"]
