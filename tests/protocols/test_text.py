@@ -81,6 +81,13 @@ def test_groups_keep_order_and_every_sentence():
     assert " ".join(groups) == " ".join(sentences)
 
 
+def test_a_long_text_makes_a_bounded_number_of_pieces():
+    sentences = [f"Frase número {i} con unas cuantas palabras más para alargarla." for i in range(200)]
+    assert len(group_sentences(sentences, groups=4)) > 20  # 600 characters a piece
+    bounded = group_sentences(sentences, groups=4, max_pieces=8)
+    assert len(bounded) <= 9 and " ".join(bounded) == " ".join(sentences)
+
+
 def test_cleaning_can_be_switched_off(client):
     on = client.post("/tts", json={"text": "**Hello** there!", "language": "en", "words": True}).get_json()
     off = client.post("/tts", json={"text": "**Hello** there!", "language": "en", "words": True,

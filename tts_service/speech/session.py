@@ -63,8 +63,6 @@ logger = logging.getLogger(__name__)
 
 # Silence between the pieces of one text that were generated side by side.
 PAUSE_SECONDS = 0.15
-# The usual longest piece of a whole text generated side by side.
-PIECE_CHARS = 600
 class _Speech:
     """Words for one streaming-text job, fed before and after the job is queued."""
 
@@ -335,12 +333,10 @@ class Session:
             pieces = [words] if has_speech(words) else []
             # A background piece stays one row: it must leave the other rows to live requests.
             if pieces and engine.capabilities.side_by_side_pieces and not self.request.background:
-                sentences = split_sentences(words)
-                # One text takes at most a quarter of the queue, however long its figures read
+                # One text takes about a quarter of the queue at most, however long its figures read
                 # aloud: a few long answers arriving together must not fill it for everyone.
-                share = max(1, self.settings.max_queue // 4)
-                longest = max(PIECE_CHARS, -(-sum(len(s) for s in sentences) // share))
-                pieces = group_sentences(sentences, groups=max(1, engine.max_slots // 2), max_chars=longest)
+                pieces = group_sentences(split_sentences(words), groups=max(1, engine.max_slots // 2),
+                                         max_pieces=max(1, self.settings.max_queue // 4))
             for piece in pieces:
                 request = self._prepared(piece, whole=True) if has_speech(piece) else None
                 if request is None:

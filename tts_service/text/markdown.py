@@ -372,11 +372,17 @@ def split_sentences(text: str) -> list[str]:
     return [text[a:b].strip() for a, b in spans]
 
 
-def group_sentences(sentences: list[str], groups: int, max_chars: int = 600) -> list[str]:
-    """Join consecutive sentences into at most `groups` pieces of similar length (each ≤ max_chars when possible)."""
+def group_sentences(sentences: list[str], groups: int, max_chars: int = 600,
+                    max_pieces: int | None = None) -> list[str]:
+    """Join consecutive sentences into at most `groups` pieces of similar length (each ≤ max_chars when possible).
+
+    `max_pieces` bounds how many pieces a long text makes: past it, pieces grow beyond `max_chars`
+    (cut at sentence ends, one piece more at most)."""
     if not sentences:
         return []
     total = sum(len(s) for s in sentences)
+    if max_pieces:
+        max_chars = max(max_chars, -(-total // max_pieces))
     target = max(total / max(groups, 1), 1)
     pieces: list[str] = []
     current: list[str] = []
