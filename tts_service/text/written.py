@@ -18,9 +18,9 @@ import bisect
 import re
 import threading
 from collections import deque
-from itertools import repeat
 
-_TAG = re.compile(r"<break\b[^<>]*>", re.IGNORECASE)
+from .pauses import split_breaks
+
 # Words an engine may drop or split before the one it reports: how far ahead a word is looked for.
 LOOKAHEAD = 4
 
@@ -35,13 +35,13 @@ def key(word: str) -> str:
 
 def _keys(text: str) -> list[str]:
     """The keys of `text`'s words, in order; a word of marks only has none."""
-    return [word for word in map(_NOT_ALNUM.sub, repeat(""), text.lower().split()) if word]
+    return [word for word in map(key, text.split()) if word]
 
 
 def tokens(spoken: str, pairs: list[tuple[str, str]]) -> list[tuple[str, str | None]]:
     """(key, written form) for each of `spoken`'s words, in order; `pairs` are the replaced
     stretches (written, spoken), in the order they occur in `spoken`."""
-    words = _keys(_TAG.sub(" ", spoken))
+    words = _keys(" ".join(part for part, _ in split_breaks(spoken)))
     shown: list[str | None] = [None] * len(words)
     where: dict[str, list[int]] = {}
     for index, word in enumerate(words):

@@ -77,15 +77,14 @@ def readings(text: str, language: str) -> list[Reading]:
         return []
 
 
-def say(text: str, language: str, context: str = "") -> str:
-    """`text` with its figures and abbreviations written out as they are spoken; `context` is the
-    text that came just before it (a stream's words already read), read for what it tells of
-    `text` ("siglo" before "XXI", a sentence's start) and not returned."""
-    return apply(text, readings_after(context, text, language))
+def say(text: str, language: str) -> str:
+    """`text` with its figures and abbreviations written out as they are spoken."""
+    return apply(text, readings(text, language))
 
 
 def readings_after(context: str, text: str, language: str) -> list[Reading]:
-    """The readings of `text` (spans of it) when `context` came just before it."""
+    """The readings of `text` (spans of it) when `context` came just before it (a stream's words
+    already read), read for what it tells of `text` ("siglo" before "XXI", a sentence's start)."""
     if not context:
         return readings(text, language)
     shift = len(context)
