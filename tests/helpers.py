@@ -63,6 +63,20 @@ def wait_until(check, timeout: float, step: float = 0.02, message=None) -> bool:
 
 
 @contextlib.contextmanager
+def torch_threads(count: int):
+    """torch's threads per operation set to `count` for a while, then as they were: audio compared
+    up to float rounding needs one count, whatever earlier tests set."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
 def running_app(env: dict[str, str], **overrides):
     """A started app, ready to serve, stopped when the block ends."""
     app = started(create_app(Settings.from_env(env, **overrides)))

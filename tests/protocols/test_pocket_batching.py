@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from helpers import torch_threads
 from scripts.pocket_parity import ALONE_TOLERANCE, BATCH_TOLERANCE, TEXTS, load_engine, package_audio, speak
 from tts_service.engines.base import SynthesisRequest
 from tts_service.scheduler import JobCancelled, Scheduler
@@ -23,12 +24,8 @@ def one_torch_thread():
     """Every test here compares audio up to float rounding: one torch thread throughout, whatever
     earlier tests set (a row alone on two threads or more is pipelined with one thread per half,
     and a matrix product split across another number of threads rounds differently)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

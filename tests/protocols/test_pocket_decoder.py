@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import torch_threads
 from scripts.pocket_parity import load_engine
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.ao.quantization is deprecated:DeprecationWarning")
@@ -16,10 +17,8 @@ EXACT = 1e-6  # float32 summed in another order, as ALONE_TOLERANCE["off"]
 
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")
